@@ -1,0 +1,60 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Atomic, private file writes.
+
+Note that this plugin util is **PRIVATE** to the collection. It can have breaking
+changes at any time. Do not use it from other collections or roles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def atomic_write(path: Path, content: bytes, mode: int | None = None) -> None:
+    """Write ``content`` to ``path`` so readers see the old or the new bytes, never a mix.
+
+    The data goes to a temporary file in the same directory, is flushed to disk,
+    and is renamed over ``path``. An existing file keeps its permission bits
+    unless ``mode`` is given; a new file gets ``mode`` or 0644.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+@contextlib.contextmanager
+def private_tempfile(content: bytes, suffix: str = "") -> Iterator[Path]:
+    """Hold ``content`` in a 0600 file in a 0700 directory, removed on every exit path."""
+    directory = tempfile.mkdtemp(prefix="cluster-secrets-")
+    try:
+        path = Path(directory) / f"data{suffix}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        yield path
+    finally:
+        for entry in Path(directory).iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        os.rmdir(directory)

@@ -1,0 +1,549 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The configure engine: validate, render, encrypt, and write only what changed.
+
+``plan()`` does all the work that can fail (validation, rendering, YAML checks,
+age key and .sops.yaml checks, decryption of existing secrets, encryption of
+new ones) without touching the repository. ``apply()`` then writes the planned
+files atomically. So bad input stops before any file is written, and check mode
+is simply ``plan()`` without ``apply()``.
+
+A secret file is rewritten only when its decrypted data differs from the newly
+rendered data (or its recipients changed). To avoid decrypting every secret on
+every run, a small cache remembers, per file, the SHA-256 of the encrypted bytes
+and an HMAC of the rendered plaintext keyed with a hash of the age identities:
+it reveals nothing to someone without the age key, and a mismatch only means
+falling back to decrypt-and-compare.
+
+Note that this plugin util is **PRIVATE** to the collection. It can have breaking
+changes at any time. Do not use it from other collections or roles.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, AgeKeys, find_age_keys
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import (
+    ClusterVars,
+    Finding,
+    format_findings,
+    load_and_validate,
+    load_schema,
+    secret_keys,
+    secret_values,
+    with_defaults,
+)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderSettings, render_tree, settings_for
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
+    SECRET_FILE_PATTERN,
+    SOPS_CONFIG_NAME,
+    SopsTool,
+    SopsToolError,
+    default_sops_config,
+    encrypted_metadata,
+    file_recipients,
+    find_sops_binary,
+    parallel_map,
+    rule_fingerprint,
+    rule_for,
+    rule_recipients,
+    sops_format,
+)
+
+try:
+    _YamlLoader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _YamlLoader = yaml.SafeLoader
+
+
+LEAK_MIN_LENGTH = 8
+
+
+class ConfigureError(Exception):
+    """Anything that stops configure before it writes; the message names files and keys, never values."""
+
+
+@dataclass
+class ConfigureOptions:
+    root: Path
+    cluster_file: Path | None = None
+    nodes_file: Path | None = None
+    age_key_file: str | None = None
+    sops_binary: str | None = None
+    secret_pattern: str = SECRET_FILE_PATTERN
+    builtin_templates: bool = True
+    extra_inputs: list[Path] = field(default_factory=list)
+    exclude_patterns: list[str] = field(default_factory=list)
+    known_keys: list[str] = field(default_factory=list)
+    cache: bool = True
+    cache_dir: Path | None = None
+    environ: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.cluster_file = Path(self.cluster_file) if self.cluster_file else self.root / "cluster.yaml"
+        self.nodes_file = Path(self.nodes_file) if self.nodes_file else self.root / "nodes.yaml"
+
+
+@dataclass
+class PlannedFile:
+    path: str
+    secret: bool
+    state: str  # created | changed | unchanged
+    content: bytes | None = None
+    before: bytes | None = None
+    changed_keys: list[str] = field(default_factory=list)
+    cache_entry: dict[str, str] | None = None
+    mode: int | None = None
+
+
+@dataclass
+class Plan:
+    options: ConfigureOptions
+    cluster: ClusterVars
+    files: list[PlannedFile]
+    warnings: list[str] = field(default_factory=list)
+    cache_path: Path | None = None
+    cache_data: dict[str, Any] = field(default_factory=dict)
+
+    def paths(self, state: str, secret: bool | None = None) -> list[str]:
+        return [f.path for f in self.files if f.state == state and (secret is None or f.secret == secret)]
+
+    @property
+    def changed(self) -> bool:
+        return any(f.state != "unchanged" for f in self.files)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "created": self.paths("created"),
+            "changed": self.paths("changed"),
+            "unchanged": len(self.paths("unchanged")),
+            "secrets_created": self.paths("created", True),
+            "secrets_changed": self.paths("changed", True),
+            "secrets_unchanged": len(self.paths("unchanged", True)),
+        }
+
+    def diff(self) -> list[dict[str, str]]:
+        diffs = []
+        for item in self.files:
+            if item.state == "unchanged" or (item.path == SOPS_CONFIG_NAME and item.content is None):
+                continue
+            if item.secret:
+                before = "" if item.state == "created" else "(encrypted; keys unchanged are not shown)\n"
+                after = "".join(f"{k}\n" for k in item.changed_keys) or "(re-encrypted for new recipients)\n"
+                diffs.append({
+                    "before_header": f"{item.path} (encrypted)", "after_header": f"{item.path} (encrypted): keys changed",
+                    "before": before, "after": after,
+                })
+            else:
+                diffs.append({
+                    "before_header": item.path, "after_header": item.path,
+                    "before": _text_for_diff(item.before), "after": _text_for_diff(item.content),
+                })
+        return diffs
+
+
+def _text_for_diff(content: bytes | None) -> str:
+    if content is None:
+        return ""
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        return "(binary content)\n"
+
+
+# ---------------------------------------------------------------------------- comparison helpers
+
+
+def parse_plaintext(content: bytes, fmt: str) -> Any:
+    if fmt == "yaml":
+        return list(yaml.load_all(content, Loader=_YamlLoader))
+    if fmt == "json":
+        return json.loads(content)
+    if fmt == "dotenv":
+        pairs = {}
+        for line in content.decode("utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                pairs[key.strip()] = value
+        return pairs
+    if fmt == "ini":
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(content.decode("utf-8"))
+        return {section: dict(parser[section]) for section in parser.sections()}
+    return content
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    if isinstance(value, list):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}[{index}]"))
+        return out or {prefix: []}
+    return {prefix: value}
+
+
+def changed_key_paths(before: Any, after: Any, fmt: str) -> list[str]:
+    """Key paths whose values differ (names only, never values)."""
+    if fmt == "binary":
+        return ["(file content)"] if before != after else []
+    if fmt == "yaml" and isinstance(before, list) and isinstance(after, list):
+        before = before[0] if len(before) == 1 else before
+        after = after[0] if len(after) == 1 else after
+    flat_before, flat_after = flatten(before), flatten(after)
+    keys = set(flat_before) | set(flat_after)
+    return sorted(k or "(document)" for k in keys if flat_before.get(k, _MISSING) != flat_after.get(k, _MISSING))
+
+
+_MISSING = object()
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def _cache_key(keys: AgeKeys) -> bytes | None:
+    if not keys.identities:
+        return None
+    material = "\n".join(sorted(i.secret for i in keys.identities)).encode()
+    return hashlib.sha256(b"cluster.secrets plaintext cache v1\0" + material).digest()
+
+
+def _cache_path(options: ConfigureOptions) -> Path | None:
+    if not options.cache:
+        return None
+    environ = options.environ if options.environ is not None else os.environ
+    base = options.cache_dir or Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cluster.secrets"
+    return Path(base) / (hashlib.sha256(str(options.root).encode()).hexdigest()[:32] + ".json")
+
+
+def _load_cache(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("version") == 1 else {}
+
+
+def _mac(key: bytes, plaintext: bytes, fingerprint: str) -> str:
+    return hmac.new(key, plaintext + b"\0" + fingerprint.encode(), hashlib.sha256).hexdigest()
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def load_template_data(options: ConfigureOptions, settings: RenderSettings) -> tuple[ClusterVars, dict[str, Any]]:
+    schema = load_schema()
+    cluster = load_and_validate(options.cluster_file, options.nodes_file, known_keys=options.known_keys)
+    data: dict[str, Any] = {}
+    ours = {Path(options.cluster_file).resolve(), Path(options.nodes_file).resolve()}
+    for extra in settings.data_files:
+        if extra.resolve() in ours or not extra.is_file() or extra.suffix not in (".yaml", ".yml"):
+            continue
+        for doc in yaml.load_all(extra.read_bytes(), Loader=_YamlLoader):
+            if isinstance(doc, dict):
+                data.update(doc)
+    data.update(with_defaults(cluster.data, schema))
+    return cluster, data
+
+
+def check_rendered_yaml(rendered: Mapping[str, bytes], secret_re: re.Pattern[str]) -> list[Finding]:
+    findings = []
+    for path, content in rendered.items():
+        if sops_format(path) != "yaml":
+            continue
+        try:
+            for _doc in yaml.load_all(content, Loader=_YamlLoader):
+                pass
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or "invalid YAML"
+            if secret_re.search(path):
+                problem = re.sub(r"'[^']*'|\"[^\"]*\"", "…", problem)
+            findings.append(Finding((), f"rendered YAML does not parse ({problem}, column {mark.column + 1 if mark else '?'})",
+                                    path, mark.line + 1 if mark else None,
+                                    "check the template; insert values with the yaml_quote filter"))
+        except yaml.YAMLError as exc:
+            findings.append(Finding((), f"rendered YAML does not parse ({exc.__class__.__name__})", path, None))
+    return findings
+
+
+def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars) -> list[Finding]:
+    """A secret value inside a file that will not be encrypted is an error."""
+    schema = load_schema()
+    named = {key: value for key, value in cluster.data.items()
+             if key in secret_keys(schema, cluster.data) and isinstance(value, str)}
+    values = [v for v in secret_values(cluster.data, schema) if len(v) >= LEAK_MIN_LENGTH]
+    findings = []
+    for path, content in rendered.items():
+        if secret_re.search(path):
+            continue
+        text = content.decode("utf-8", errors="replace")
+        for value in values:
+            if value in text:
+                names = sorted(k for k, v in named.items() if v == value) or ["a secret key"]
+                findings.append(Finding((), f"contains the value of {', '.join(names)} but is not a secret file, so it would be "
+                                            "written unencrypted", path, text[: text.index(value)].count("\n") + 1,
+                                        "name the file *.sops.* so it is encrypted, or do not put the secret there"))
+                break
+    return findings
+
+
+def plan(options: ConfigureOptions) -> Plan:
+    root = options.root
+    if not root.is_dir():
+        raise ConfigureError(f"cluster_root {root} is not a directory")
+    settings = settings_for(root, builtin=options.builtin_templates, extra_inputs=options.extra_inputs,
+                            exclude_patterns=options.exclude_patterns)
+    cluster, data = load_template_data(options, settings)
+    rendered = render_tree(settings, data, root)
+    secret_re = re.compile(options.secret_pattern)
+    problems = check_rendered_yaml(rendered, secret_re)
+    problems += check_plaintext_leaks(rendered, secret_re, cluster)
+    if problems:
+        raise ConfigureError(format_findings(problems, "rendered files"))
+
+    try:
+        keys = find_age_keys(root, options.age_key_file, options.environ)
+    except AgeKeyError as exc:
+        raise ConfigureError(str(exc)) from None
+    secret_paths = sorted(p for p in rendered if secret_re.search(p))
+    files: list[PlannedFile] = []
+    warnings: list[str] = []
+
+    sops_config_path = root / SOPS_CONFIG_NAME
+    if SOPS_CONFIG_NAME in rendered:
+        sops_config_text = rendered[SOPS_CONFIG_NAME]
+    elif sops_config_path.exists():
+        sops_config_text = sops_config_path.read_bytes()
+    elif secret_paths:
+        if not keys.recipients:
+            raise ConfigureError(
+                f"no age key found (looked in: {keys.where()}) and no {SOPS_CONFIG_NAME} to encrypt for. "
+                "Run `ansible-playbook cluster.secrets.init` to create age.key and .sops.yaml, or set SOPS_AGE_KEY_FILE."
+            )
+        sops_config_text = default_sops_config([keys.recipients[0]]).encode()
+        rendered[SOPS_CONFIG_NAME] = sops_config_text
+    else:
+        sops_config_text = b""
+
+    cache_path = _cache_path(options)
+    cache = _load_cache(cache_path)
+    cache_entries: dict[str, Any] = dict(cache.get("files", {}))
+    mac_key = _cache_key(keys)
+
+    for path in sorted(rendered):
+        if path in secret_paths:
+            continue
+        content = rendered[path]
+        target = root / path
+        before = target.read_bytes() if target.is_file() else None
+        state = "created" if before is None else ("unchanged" if before == content else "changed")
+        files.append(PlannedFile(path, False, state, content if state != "unchanged" else None, before))
+
+    if secret_paths:
+        files += _plan_secrets(options, rendered, secret_paths, sops_config_text, keys, cache_entries, mac_key, warnings)
+
+    return Plan(options, cluster, sorted(files, key=lambda f: f.path), warnings, cache_path,
+                {"version": 1, "files": cache_entries})
+
+
+def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secret_paths: list[str],
+                  sops_config_text: bytes, keys: AgeKeys, cache_entries: dict[str, Any], mac_key: bytes | None,
+                  warnings: list[str]) -> list[PlannedFile]:
+    root = options.root
+    try:
+        rules = load_sops_config_text(sops_config_text)
+        binary = find_sops_binary(options.sops_binary)
+    except SopsToolError as exc:
+        raise ConfigureError(str(exc)) from None
+    config_file = root / SOPS_CONFIG_NAME
+    planned: dict[str, PlannedFile] = {}
+    to_decrypt: list[tuple[str, bytes]] = []
+    fingerprints: dict[str, str] = {}
+    own = set(keys.recipients)
+    problems: list[str] = []
+
+    for path in secret_paths:
+        rule = rule_for(path, rules)
+        if rule is None:
+            problems.append(f"{path}: no creation rule in {SOPS_CONFIG_NAME} matches this path; add a path_regex for it")
+            continue
+        fingerprint = fingerprints[path] = rule_fingerprint(rule)
+        expected = rule_recipients(rule)
+        plaintext = rendered[path]
+        target = root / path
+        if not target.is_file():
+            planned[path] = PlannedFile(path, True, "created")
+            continue
+        existing = target.read_bytes()
+        meta = encrypted_metadata(existing, sops_format(path))
+        if meta is None:
+            warnings.append(f"{path} exists unencrypted in the repository; it will be replaced by its encrypted form")
+            planned[path] = PlannedFile(path, True, "changed", changed_keys=["(was not encrypted)"])
+            continue
+        recipients = file_recipients(meta)
+        entry = cache_entries.get(path)
+        enc_hash = hashlib.sha256(existing).hexdigest()
+        if (mac_key is not None and isinstance(entry, dict) and entry.get("enc") == enc_hash
+                and hmac.compare_digest(str(entry.get("mac", "")), _mac(mac_key, plaintext, fingerprint))
+                and recipients == expected):
+            planned[path] = PlannedFile(path, True, "unchanged")
+            continue
+        if own and not own & recipients:
+            problems.append(
+                f"{path}: cannot decrypt it: it is encrypted for {', '.join(sorted(recipients)) or 'no age recipient'}, "
+                f"but the age keys found ({keys.where()}) are {', '.join(sorted(own))}"
+            )
+            continue
+        if not own:
+            problems.append(
+                f"{path}: cannot compare it with the new content: no age key found (looked in: {keys.where()}); "
+                f"the file expects {', '.join(sorted(recipients)) or 'no age recipient'}"
+            )
+            continue
+        to_decrypt.append((path, existing))
+        planned[path] = PlannedFile(path, True, "pending")
+    if problems:
+        raise ConfigureError("secret files: " + str(len(problems)) + " problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+    tool = SopsTool(root, binary, keys.sops_env(), config_file if config_file.exists() else None)
+
+    def decrypt(item: tuple[str, bytes]) -> tuple[str, bytes | SopsToolError]:
+        path, existing = item
+        try:
+            return path, tool.decrypt(path, content=existing)
+        except SopsToolError as exc:
+            return path, exc
+
+    for path, result in parallel_map(decrypt, to_decrypt):
+        if isinstance(result, SopsToolError):
+            problems.append(str(result))
+            continue
+        fmt = sops_format(path)
+        try:
+            old = parse_plaintext(result, fmt)
+            new = parse_plaintext(rendered[path], fmt)
+        except (ValueError, yaml.YAMLError, configparser.Error):
+            old, new = result, rendered[path]
+        meta = encrypted_metadata((root / path).read_bytes(), fmt) or {}
+        rule = rule_for(path, rules)
+        same_recipients = file_recipients(meta) == rule_recipients(rule or {})
+        if old == new and same_recipients:
+            planned[path].state = "unchanged"
+            if mac_key is not None:
+                cache_entries[path] = {"enc": hashlib.sha256((root / path).read_bytes()).hexdigest(),
+                                       "mac": _mac(mac_key, rendered[path], fingerprints[path])}
+        else:
+            planned[path].state = "changed"
+            planned[path].changed_keys = changed_key_paths(old, new, fmt)
+    if problems:
+        raise ConfigureError("secret files: " + str(len(problems)) + " problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+    pending = [p for p in planned.values() if p.state in ("created", "changed")]
+    # sops reads the creation rules from disk; a .sops.yaml that is only planned goes through a private temp.
+    config_on_disk = config_file.is_file() and config_file.read_bytes() == sops_config_text
+    encrypt_tool = tool if config_on_disk else None
+
+    def encrypt(item: PlannedFile) -> tuple[PlannedFile, bytes | SopsToolError]:
+        try:
+            return item, _encrypt_with(encrypt_tool, root, binary, keys, sops_config_text, rendered[item.path], item.path)
+        except SopsToolError as exc:
+            return item, exc
+
+    for item, ciphertext in parallel_map(encrypt, pending):
+        if isinstance(ciphertext, SopsToolError):
+            problems.append(str(ciphertext))
+            continue
+        item.content = ciphertext
+        if item.state == "created":
+            item.changed_keys = changed_key_paths(None, parse_plaintext_safe(rendered[item.path], item.path), sops_format(item.path))
+        if mac_key is not None:
+            item.cache_entry = {"enc": hashlib.sha256(ciphertext).hexdigest(),
+                                "mac": _mac(mac_key, rendered[item.path], fingerprints[item.path])}
+    if problems:
+        raise ConfigureError("secret files: " + str(len(problems)) + " problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+    return list(planned.values())
+
+
+def parse_plaintext_safe(content: bytes, path: str) -> Any:
+    try:
+        return parse_plaintext(content, sops_format(path))
+    except (ValueError, yaml.YAMLError, configparser.Error):
+        return content
+
+
+def load_sops_config_text(text: bytes) -> list[dict[str, Any]]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SopsToolError(f"{SOPS_CONFIG_NAME}: invalid YAML ({exc.__class__.__name__})") from None
+    rules = data.get("creation_rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        raise SopsToolError(f"{SOPS_CONFIG_NAME}: no creation_rules list; fix it, or delete it to let configure generate one")
+    return [rule for rule in rules if isinstance(rule, dict)]
+
+
+def _encrypt_with(tool: SopsTool | None, root: Path, binary: str, keys: AgeKeys, config_text: bytes,
+                  plaintext: bytes, path: str) -> bytes:
+    """Encrypt with the repository's .sops.yaml; a config that is only planned (not yet on disk) is
+    handed to sops through a private temporary file holding just the public configuration."""
+    if tool is not None:
+        return tool.encrypt(plaintext, path)
+    with private_tempfile(config_text, suffix=".yaml") as config:
+        return SopsTool(root, binary, keys.sops_env(), config).encrypt(plaintext, path)
+
+
+# ---------------------------------------------------------------------------- applying
+
+
+def apply(plan_: Plan) -> None:
+    """Write every planned change atomically (.sops.yaml first) and refresh the cache."""
+    root = plan_.options.root
+    ordered = sorted(plan_.files, key=lambda f: (f.path != SOPS_CONFIG_NAME, f.path))
+    for item in ordered:
+        if item.state == "unchanged" or item.content is None:
+            continue
+        atomic_write(root / item.path, item.content)
+        if item.cache_entry is not None:
+            plan_.cache_data["files"][item.path] = item.cache_entry
+    save_cache(plan_)
+
+
+def save_cache(plan_: Plan) -> None:
+    if plan_.cache_path is None:
+        return
+    known = {f.path for f in plan_.files if f.secret}
+    plan_.cache_data["files"] = {k: v for k, v in plan_.cache_data["files"].items() if k in known}
+    try:
+        plan_.cache_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(plan_.cache_path, json.dumps(plan_.cache_data, sort_keys=True, indent=1).encode(), mode=0o600)
+    except OSError:
+        pass  # the cache only saves time; configure stays correct without it
+
+
+def secrets_summary_lines(plan_: Plan, check_mode: bool) -> Iterable[str]:
+    verb = "would be" if check_mode else "were"
+    summary = plan_.summary()
+    yield (f"{len(summary['created'])} file(s) {verb} created, {len(summary['changed'])} changed, "
+           f"{summary['unchanged']} unchanged ({len(summary['secrets_created']) + len(summary['secrets_changed'])} "
+           f"secret file(s) {verb} encrypted, {summary['secrets_unchanged']} left as they were)")
