@@ -38,10 +38,15 @@ def render_argument_spec() -> dict[str, Any]:
 
 def cluster_vars_argument_spec() -> dict[str, Any]:
     spec = repository_argument_spec()
-    for name in ("age_key_file", "sops_binary"):
-        spec.pop(name)
     spec.update({
         "known_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
-        "return_secrets": {"type": "bool", "default": False, "no_log": False},
     })
     return spec
+
+
+def age_key_argument_spec() -> dict[str, Any]:
+    return {
+        "cluster_root": {"type": "path", "required": True},
+        "age_key_file": {"type": "path", "no_log": False},
+        "generate": {"type": "bool", "default": True},
+    }

@@ -129,10 +129,10 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         return {
             "created": self.paths("created"),
-            "changed": self.paths("changed"),
+            "updated": self.paths("changed"),
             "unchanged": len(self.paths("unchanged")),
             "secrets_created": self.paths("created", True),
-            "secrets_changed": self.paths("changed", True),
+            "secrets_updated": self.paths("changed", True),
             "secrets_unchanged": len(self.paths("unchanged", True)),
         }
 
@@ -192,12 +192,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out or {prefix: {}}
+        return out or ({prefix: {}} if prefix else {})
     if isinstance(value, list):
         out = {}
         for index, item in enumerate(value):
             out.update(flatten(item, f"{prefix}[{index}]"))
-        return out or {prefix: []}
+        return out or ({prefix: []} if prefix else {})
     return {prefix: value}
 
 
@@ -205,12 +205,18 @@ def changed_key_paths(before: Any, after: Any, fmt: str) -> list[str]:
     """Key paths whose values differ (names only, never values)."""
     if fmt == "binary":
         return ["(file content)"] if before != after else []
-    if fmt == "yaml" and isinstance(before, list) and isinstance(after, list):
-        before = before[0] if len(before) == 1 else before
-        after = after[0] if len(after) == 1 else after
-    flat_before, flat_after = flatten(before), flatten(after)
+    flat_before, flat_after = flatten(_single_document(before)), flatten(_single_document(after))
     keys = set(flat_before) | set(flat_after)
     return sorted(k or "(document)" for k in keys if flat_before.get(k, _MISSING) != flat_after.get(k, _MISSING))
+
+
+def _single_document(value: Any) -> Any:
+    """A parsed YAML stream of one document is compared as that document; nothing at all as empty."""
+    if value is None:
+        return {}
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
+    return value
 
 
 _MISSING = object()
@@ -544,6 +550,6 @@ def save_cache(plan_: Plan) -> None:
 def secrets_summary_lines(plan_: Plan, check_mode: bool) -> Iterable[str]:
     verb = "would be" if check_mode else "were"
     summary = plan_.summary()
-    yield (f"{len(summary['created'])} file(s) {verb} created, {len(summary['changed'])} changed, "
-           f"{summary['unchanged']} unchanged ({len(summary['secrets_created']) + len(summary['secrets_changed'])} "
+    yield (f"{len(summary['created'])} file(s) {verb} created, {len(summary['updated'])} updated, "
+           f"{summary['unchanged']} unchanged ({len(summary['secrets_created']) + len(summary['secrets_updated'])} "
            f"secret file(s) {verb} encrypted, {summary['secrets_unchanged']} left as they were)")

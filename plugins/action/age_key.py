@@ -1,0 +1,50 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of cluster.secrets.age_key (documentation in plugins/modules/age_key.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, find_age_keys, generate_key_file
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import age_key_argument_spec
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=age_key_argument_spec())
+        root = Path(args["cluster_root"])
+        try:
+            keys = find_age_keys(root, args["age_key_file"])
+        except AgeKeyError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        result["looked"] = keys.looked
+        if keys.primary is not None:
+            result.update(changed=False, path=keys.primary.source, recipient=keys.primary.recipient,
+                          recipients=keys.recipients, msg=f"age key found in {keys.primary.source}")
+            return result
+        target = Path(args["age_key_file"]) if args["age_key_file"] else root / "age.key"
+        if not args["generate"]:
+            result.update(failed=True, msg=f"no age key found (looked in: {keys.where()})")
+            return result
+        result.update(changed=True, path=str(target))
+        if self._task.check_mode:
+            result["msg"] = f"a new age key would be written to {target}"
+            return result
+        try:
+            recipient = generate_key_file(target)
+        except (AgeKeyError, OSError) as exc:
+            result.update(failed=True, msg=f"cannot create {target}: {exc}")
+            return result
+        result.update(recipient=recipient, recipients=[recipient],
+                      msg=f"generated a new age key in {target} (mode 0600); back it up: it is the only way to decrypt")
+        return result

@@ -1,0 +1,58 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of cluster.secrets.render (documentation in plugins/modules/render.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import failure, user_error_types
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import render_argument_spec
+from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import (
+    ConfigureOptions,
+    apply,
+    plan,
+    secrets_summary_lines,
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=render_argument_spec())
+        options = ConfigureOptions(
+            root=Path(args["cluster_root"]),
+            cluster_file=args["cluster_file"],
+            nodes_file=args["nodes_file"],
+            age_key_file=args["age_key_file"],
+            sops_binary=args["sops_binary"],
+            secret_pattern=args["secret_pattern"],
+            builtin_templates=args["builtin_templates"],
+            extra_inputs=[Path(p) for p in args["templates"]],
+            exclude_patterns=args["exclude_patterns"],
+            known_keys=args["known_keys"],
+            cache=args["cache"],
+            cache_dir=Path(args["cache_dir"]) if args["cache_dir"] else None,
+        )
+        try:
+            planned = plan(options)
+            if not self._task.check_mode:
+                apply(planned)
+        except user_error_types() as exc:
+            return failure(result, exc, options)
+        summary = planned.summary()
+        result.update(summary)
+        result["changed"] = planned.changed
+        result["msg"] = "\n".join(secrets_summary_lines(planned, self._task.check_mode))
+        if planned.warnings:
+            result["warnings"] = planned.warnings
+        if self._task.diff and planned.changed:
+            result["diff"] = planned.diff()
+        return result

@@ -1,0 +1,67 @@
+#!/usr/bin/python
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: age_key
+short_description: Find the age key of a cluster repository, or generate one
+version_added: 0.1.0
+description:
+  - Looks for age identities in O(age_key_file), E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE), C(<cluster_root>/age.key)
+    and C(~/.config/sops/age/keys.txt), in that order. Post-quantum keys (C(AGE-SECRET-KEY-PQ-1...)) are recognised.
+  - When none is found and O(generate=true), writes a new X25519 identity to O(age_key_file) or
+    C(<cluster_root>/age.key) with mode 0600.
+  - Returns only public information; the secret key never leaves the file.
+  - Runs on the controller.
+options:
+  cluster_root:
+    description: The cluster repository.
+    type: path
+    required: true
+  age_key_file:
+    description: Key file to look at first, and where a new key is written.
+    type: path
+  generate:
+    description: Generate a key when none is found.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - cluster.secrets contributors
+"""
+
+EXAMPLES = r"""
+- name: Make sure the repository has an age key
+  cluster.secrets.age_key:
+    cluster_root: "{{ cluster_root }}"
+  register: age
+"""
+
+RETURN = r"""
+path:
+  description: Where the key was found or written (a file path, or the environment variable's name).
+  returned: success
+  type: str
+recipient:
+  description: The age public key (recipient) of the first identity found or generated.
+  returned: success
+  type: str
+recipients:
+  description: Public keys of every identity found.
+  returned: success
+  type: list
+  elements: str
+looked:
+  description: The places that were looked at, in order.
+  returned: always
+  type: list
+  elements: str
+"""

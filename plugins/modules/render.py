@@ -1,0 +1,123 @@
+#!/usr/bin/python
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: render
+short_description: Render a cluster repository from cluster.yaml and SOPS-encrypt its secrets
+version_added: 0.1.0
+description:
+  - Loads C(cluster.yaml) (and C(nodes.yaml)) as data, validates it against the collection's JSON Schema,
+    and reports every problem at once with file, line and key path, never with a secret value.
+  - Renders the template tree with makejinja conventions (delimiters C(#{ }#), C(#% %#), comments C(#| #|),
+    the C(.j2) suffix stripped). The collection's built-in templates come first; the repository's
+    C(templates/) folder, or the inputs its C(makejinja.toml) names, layer over them.
+  - Encrypts every rendered C(*.sops.*) file with sops according to C(.sops.yaml) (generated from the age
+    public key when absent). Plaintext reaches sops on stdin only.
+  - Writes atomically and only what changed. A secret file is rewritten only when its decrypted data
+    differs from the rendered data or its recipients changed, so a rerun with unchanged input writes nothing.
+  - Runs on the controller.
+extends_documentation_fragment:
+  - cluster.secrets.repository
+options:
+  templates:
+    description:
+      - Extra template folders, placed before the repository's own (the first folder that has a file wins).
+    type: list
+    elements: path
+    default: []
+  builtin_templates:
+    description:
+      - Include the collection's built-in templates (infrastructure secrets and OpenTofu backend) as the last layer.
+    type: bool
+    default: true
+  exclude_patterns:
+    description:
+      - Glob patterns (as in makejinja) of template files not to render, in addition to C(makejinja.toml)'s.
+    type: list
+    elements: str
+    default: []
+  secret_pattern:
+    description:
+      - Regular expression on the output path that marks a file as a secret to encrypt.
+    type: str
+    default: '\.sops\.[^/]+$'
+  known_keys:
+    description:
+      - Keys of your own in C(cluster.yaml) that look like a misspelling of a known key but are intended.
+    type: list
+    elements: str
+    default: []
+  cache:
+    description:
+      - Remember, per secret file, a hash of the ciphertext and an HMAC of the plaintext (keyed by the age
+        identities) so unchanged secrets need not be decrypted on the next run.
+      - The cache holds no secret; without it (or when it does not match) files are decrypted and compared.
+    type: bool
+    default: true
+  cache_dir:
+    description:
+      - Where the cache lives. Defaults to C($XDG_CACHE_HOME/cluster.secrets) or C(~/.cache/cluster.secrets).
+    type: path
+attributes:
+  check_mode:
+    support: full
+    details: Computes what would change, encrypting nothing to disk and writing no file.
+  diff_mode:
+    support: full
+    details: Ordinary files show a text diff; secret files show only the names of the keys that changed.
+  platform:
+    platforms: posix
+author:
+  - cluster.secrets contributors
+"""
+
+EXAMPLES = r"""
+- name: Render and encrypt the repository in the current directory
+  cluster.secrets.render:
+    cluster_root: "{{ playbook_dir }}"
+
+- name: Use an explicit age key and an extra template folder
+  cluster.secrets.render:
+    cluster_root: /srv/home-ops
+    age_key_file: /srv/keys/age.key
+    templates:
+      - /srv/home-ops/templates/overrides
+"""
+
+RETURN = r"""
+created:
+  description: Files that were (or in check mode would be) created, relative to O(cluster_root).
+  returned: success
+  type: list
+  elements: str
+updated:
+  description: Files that were (or would be) rewritten because their content changed.
+  returned: success
+  type: list
+  elements: str
+unchanged:
+  description: Number of rendered files left as they were.
+  returned: success
+  type: int
+secrets_created:
+  description: Secret files encrypted for the first time.
+  returned: success
+  type: list
+  elements: str
+secrets_updated:
+  description: Secret files re-encrypted because their data or recipients changed.
+  returned: success
+  type: list
+  elements: str
+secrets_unchanged:
+  description: Number of secret files left byte-for-byte as they were.
+  returned: success
+  type: int
+msg:
+  description: One-line summary.
+  returned: always
+  type: str
+"""
