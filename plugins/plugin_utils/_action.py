@@ -32,7 +32,7 @@ def failure(result: dict[str, Any], exc: BaseException, options: ConfigureOption
     try:
         data = load_cluster_vars(options.cluster_file, options.nodes_file).data
         message = scrub(message, secret_values(data))
-    except Exception:  # noqa: BLE001 - the message is still scrubbed of what could be read
+    except Exception:
         message = "an error occurred, and its message could not be checked for secrets: " + exc.__class__.__name__
     result["failed"] = True
     result["msg"] = message

@@ -46,6 +46,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     with_defaults,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderSettings, render_tree, settings_for
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
     SECRET_FILE_PATTERN,
@@ -91,6 +92,7 @@ class ConfigureOptions:
     cache: bool = True
     cache_dir: Path | None = None
     environ: Mapping[str, str] | None = None
+    allow_secret_overwrite: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -108,6 +110,9 @@ class PlannedFile:
     changed_keys: list[str] = field(default_factory=list)
     cache_entry: dict[str, str] | None = None
     mode: int | None = None
+    # Parsed plaintext of the existing secret file, kept in memory only for files that change.
+    previous: Any = None
+    rendered: Any = None
 
 
 @dataclass
@@ -367,7 +372,8 @@ def plan(options: ConfigureOptions) -> Plan:
         files.append(PlannedFile(path, False, state, content if state != "unchanged" else None, before))
 
     if secret_paths:
-        files += _plan_secrets(options, rendered, secret_paths, sops_config_text, keys, cache_entries, mac_key, warnings)
+        files += _plan_secrets(options, rendered, secret_paths, sops_config_text, keys, cache_entries, mac_key, warnings,
+                               cluster.data)
 
     return Plan(options, cluster, sorted(files, key=lambda f: f.path), warnings, cache_path,
                 {"version": 1, "files": cache_entries})
@@ -375,7 +381,7 @@ def plan(options: ConfigureOptions) -> Plan:
 
 def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secret_paths: list[str],
                   sops_config_text: bytes, keys: AgeKeys, cache_entries: dict[str, Any], mac_key: bytes | None,
-                  warnings: list[str]) -> list[PlannedFile]:
+                  warnings: list[str], cluster_data: Mapping[str, Any]) -> list[PlannedFile]:
     root = options.root
     try:
         rules = load_sops_config_text(sops_config_text)
@@ -462,8 +468,13 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
         else:
             planned[path].state = "changed"
             planned[path].changed_keys = changed_key_paths(old, new, fmt)
+            planned[path].previous, planned[path].rendered = old, new
     if problems:
         raise ConfigureError("secret files: " + str(len(problems)) + " problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+    overwrites = check_secret_overwrites(list(planned.values()), cluster_data, options.allow_secret_overwrite)
+    if overwrites:
+        raise ConfigureError(overwrites)
 
     pending = [p for p in planned.values() if p.state in ("created", "changed")]
     # sops reads the creation rules from disk; a .sops.yaml that is only planned goes through a private temp.
