@@ -40,6 +40,7 @@ class ActionModule(ActionBase):
             known_keys=args["known_keys"],
             cache=args["cache"],
             cache_dir=Path(args["cache_dir"]) if args["cache_dir"] else None,
+            allow_secret_overwrite=args["allow_secret_overwrite"],
         )
         try:
             planned = plan(options)

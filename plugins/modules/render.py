@@ -61,6 +61,13 @@ options:
     description:
       - Where the cache lives. Defaults to C($XDG_CACHE_HOME/cluster.secrets) or C(~/.cache/cluster.secrets).
     type: path
+  allow_secret_overwrite:
+    description:
+      - Let configure replace an existing secret value with an empty or different one even when the new value only
+        comes from a key missing in C(cluster.yaml). Without it such a run stops before writing anything and names the
+        files and keys (see the migration playbook).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full

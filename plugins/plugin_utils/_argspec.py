@@ -32,6 +32,7 @@ def render_argument_spec() -> dict[str, Any]:
         "known_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
         "cache": {"type": "bool", "default": True},
         "cache_dir": {"type": "path"},
+        "allow_secret_overwrite": {"type": "bool", "default": False, "no_log": False},
     })
     return spec
 
