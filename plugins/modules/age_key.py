@@ -29,13 +29,19 @@ options:
     default: true
 attributes:
   check_mode:
+    description: Supports check mode, reporting what would change without changing it.
     support: full
+    details: Reports whether a key would be generated and writes nothing.
   diff_mode:
+    description: Supports diff mode, showing what changed or would change.
     support: none
+    details: The key file is secret; no diff is shown.
   platform:
+    description: Runs on the controller and works on a repository on the controller's file system.
+    support: full
     platforms: posix
 author:
-  - cluster.secrets contributors
+  - cluster.secrets contributors (@cluster-secrets)
 """
 
 EXAMPLES = r"""

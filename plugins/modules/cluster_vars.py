@@ -26,13 +26,19 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Supports check mode, reporting what would change without changing it.
     support: full
+    details: Only reads files.
   diff_mode:
+    description: Supports diff mode, showing what changed or would change.
     support: none
+    details: Nothing is changed.
   platform:
+    description: Runs on the controller and works on a repository on the controller's file system.
+    support: full
     platforms: posix
 author:
-  - cluster.secrets contributors
+  - cluster.secrets contributors (@cluster-secrets)
 """
 
 EXAMPLES = r"""

@@ -11,9 +11,9 @@ version_added: 0.1.0
 description:
   - Loads C(cluster.yaml) (and C(nodes.yaml)) as data, validates it against the collection's JSON Schema,
     and reports every problem at once with file, line and key path, never with a secret value.
-  - Renders the template tree with makejinja conventions (delimiters C(#{ }#), C(#% %#), comments C(#| #|),
-    the C(.j2) suffix stripped). The collection's built-in templates come first; the repository's
-    C(templates/) folder, or the inputs its C(makejinja.toml) names, layer over them.
+  - "Renders the template tree with makejinja conventions (delimiters C(#{ }#), C(#% %#), comments C(#| #|),
+    the C(.j2) suffix stripped). The repository's C(templates/) folder, or the inputs its C(makejinja.toml)
+    names, layer over the collection's built-in templates."
   - Encrypts every rendered C(*.sops.*) file with sops according to C(.sops.yaml) (generated from the age
     public key when absent). Plaintext reaches sops on stdin only.
   - Writes atomically and only what changed. A secret file is rewritten only when its decrypted data
@@ -70,15 +70,19 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Supports check mode, reporting what would change without changing it.
     support: full
-    details: Computes what would change, encrypting nothing to disk and writing no file.
+    details: Computes what would change and writes no file.
   diff_mode:
+    description: Supports diff mode, showing what changed or would change.
     support: full
     details: Ordinary files show a text diff; secret files show only the names of the keys that changed.
   platform:
+    description: Runs on the controller and works on a repository on the controller's file system.
+    support: full
     platforms: posix
 author:
-  - cluster.secrets contributors
+  - cluster.secrets contributors (@cluster-secrets)
 """
 
 EXAMPLES = r"""

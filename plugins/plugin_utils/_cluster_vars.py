@@ -215,7 +215,7 @@ def is_secret_path(path: KeyPath, schema: Mapping[str, Any]) -> bool:
 
 def _osa_distance(a: str, b: str) -> int:
     """Optimal string alignment distance (edits, with adjacent swaps counted once)."""
-    rows = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    rows = [[0] * (len(b) + 1) for _row in range(len(a) + 1)]
     for i in range(len(a) + 1):
         rows[i][0] = i
     for j in range(len(b) + 1):

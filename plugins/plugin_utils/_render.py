@@ -189,7 +189,7 @@ def _plugin_import_context(import_paths: list[Path]) -> Iterator[None]:
 
 
 def _load_plugin(spec: str, env: jinja2.Environment, data: dict[str, Any]) -> None:
-    module_name, _, class_name = spec.partition(":")
+    module_name, _sep, class_name = spec.partition(":")
     sys.modules.pop(module_name, None)
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name or "Plugin")

@@ -182,7 +182,7 @@ def parse_plaintext(content: bytes, fmt: str) -> Any:
         pairs = {}
         for line in content.decode("utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
-                key, _, value = line.partition("=")
+                key, _sep, value = line.partition("=")
                 pairs[key.strip()] = value
         return pairs
     if fmt == "ini":

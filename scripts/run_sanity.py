@@ -1,0 +1,91 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run `ansible-test sanity` and `ansible-test units` on a staged copy of the collection.
+
+ansible-test needs the tree at .../ansible_collections/cluster/secrets, so the files git
+knows about (tracked, plus untracked ones that are not ignored) are copied to
+.build/ansible_collections/cluster/secrets, next to the dependency collections.
+
+ansible-test bootstraps pip in its virtual environments with a get-pip script it
+downloads from a host this project cannot rely on; a local stand-in that uses the
+standard library's ensurepip and then the package registry is cached where
+ansible-test looks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / ".build" / "ansible_collections"
+TARGET = BUILD / "cluster" / "secrets"
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+GET_PIP_STANDIN = '''\
+"""Stand-in for get-pip.py: bootstrap pip with ensurepip, then install what was asked from the registry."""
+import subprocess
+import sys
+
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
+subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"])
+subprocess.check_call([sys.executable, "-m", "pip", "install", *args])
+'''
+
+
+def stage() -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    if TARGET.exists():
+        shutil.rmtree(TARGET)
+    for name in filter(None, listed):
+        source = ROOT / name
+        if not source.is_file():
+            continue
+        dest = TARGET / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+    # The staged copy lives inside this checkout's ignored .build folder: give it a git index of its
+    # own, or ansible-test would ask the outer repository and find every file ignored.
+    subprocess.run(["git", "init", "-q"], cwd=TARGET, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=TARGET, check=True)
+    site = Path(sysconfig.get_paths()["purelib"]) / "ansible_collections"
+    for dependency in ("community/sops", "kubernetes/core"):
+        link = BUILD / dependency
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(site / dependency, target_is_directory=True)
+
+
+def ensure_get_pip() -> None:
+    import pip  # noqa: PLC0415 - only to learn the version ansible-test will ask for
+
+    del pip
+    cache = Path.home() / ".ansible" / "test" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    for version in ("24_2", "24_3", "25_0", "25_1", "25_2", "25_3"):
+        path = cache / f"get_pip_{version}.py"
+        if not path.exists():
+            path.write_text(GET_PIP_STANDIN)
+
+
+def run(*args: str) -> int:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-test"), *args], cwd=TARGET, env=env, check=False).returncode
+
+
+def main() -> int:
+    stage()
+    ensure_get_pip()
+    code = run("sanity", "--venv", "--python", PYTHON, "--requirements", *sys.argv[1:])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
