@@ -22,8 +22,9 @@ class ActionModule(ActionBase):
         del tmp
         _validation, args = self.validate_argument_spec(argument_spec=age_key_argument_spec())
         root = Path(args["cluster_root"])
+        explicit = args["age_key_file"] if args["age_key_file"] and Path(args["age_key_file"]).exists() else None
         try:
-            keys = find_age_keys(root, args["age_key_file"])
+            keys = find_age_keys(root, explicit)
         except AgeKeyError as exc:
             result.update(failed=True, msg=str(exc))
             return result
