@@ -29,7 +29,7 @@ import sys
 import tomllib
 import traceback
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -258,8 +258,15 @@ def _display_name(base: Path, rel: str, root: Path) -> str:
         return str(base / rel)
 
 
-def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path) -> dict[str, bytes]:
-    """Render every template; return {output path relative to root: bytes}. Raise RenderError listing all problems."""
+def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *,
+                bytecode_dir: Path | None = None, first: Callable[[str], bool] | None = None,
+                on_rendered: Callable[[str, bytes], None] | None = None) -> dict[str, bytes]:
+    """Render every template; return {output path relative to root: bytes}. Raise RenderError listing all problems.
+
+    ``bytecode_dir`` caches compiled templates between runs (keyed by source checksum). Output paths for which
+    ``first`` is true are rendered before the others, and ``on_rendered`` sees each output as soon as it exists,
+    so a caller can start slow work (encryption in a sops process) while the rest renders.
+    """
     search = [str(p) for p in settings.inputs if p.is_dir()]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([*search, str(root)]),
@@ -274,6 +281,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path) -
         keep_trailing_newline=settings.keep_trailing_newline,
         undefined=StrictChainableUndefined,
         autoescape=False,  # noqa: S701 - renders YAML/HCL, not HTML
+        bytecode_cache=_bytecode_cache(bytecode_dir),
     )
     env.filters.update(BUILTIN_FILTERS)
     context = dict(data)
@@ -291,7 +299,10 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path) -
                     problems.append(TemplateProblem(f"plugin {spec}", None, f"{exc.__class__.__name__}: {exc}"))
             if problems:
                 raise RenderError(problems)
-            for base, rel in _template_files(settings):
+            files = _template_files(settings)
+            if first is not None:
+                files.sort(key=lambda item: not first(output_name(item[1], settings)))
+            for base, rel in files:
                 out_rel = output_name(rel, settings)
                 out_path = (settings.output / out_rel).resolve()
                 try:
@@ -309,11 +320,23 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path) -
                     rendered[key] = content.encode("utf-8")
                 else:
                     rendered[key] = source.read_bytes()
+                if on_rendered is not None:
+                    on_rendered(key, rendered[key])
     finally:
         os.chdir(previous_cwd)
     if problems:
         raise RenderError(problems)
     return rendered
+
+
+def _bytecode_cache(directory: Path | None) -> jinja2.BytecodeCache | None:
+    if directory is None:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(directory))
 
 
 def _render_one(env: jinja2.Environment, base: Path, rel: str, root: Path, problems: list[TemplateProblem]) -> str | None:

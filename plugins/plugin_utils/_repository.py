@@ -28,6 +28,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,8 +327,65 @@ def plan(options: ConfigureOptions) -> Plan:
     settings = settings_for(root, builtin=options.builtin_templates, extra_inputs=options.extra_inputs,
                             exclude_patterns=options.exclude_patterns)
     cluster, data = load_template_data(options, settings)
-    rendered = render_tree(settings, data, root)
     secret_re = re.compile(options.secret_pattern)
+    cache_path = _cache_path(options)
+    with _EarlyEncryption(root, options, secret_re) as early:
+        rendered = render_tree(settings, data, root, bytecode_dir=cache_path.parent / "bytecode" if cache_path else None,
+                               first=lambda path: bool(secret_re.search(path)), on_rendered=early.offer)
+        return _plan_rendered(options, cluster, rendered, secret_re, cache_path, early)
+
+
+class _EarlyEncryption:
+    """Encrypt brand-new secret files while the rest of the tree renders.
+
+    Only files that do not exist yet are encrypted early (there is nothing to compare them with), and only
+    when .sops.yaml is already on disk. Results are used only if the plan gets that far with the same
+    plaintext and the same .sops.yaml; otherwise they are dropped. Nothing is written here.
+    """
+
+    def __init__(self, root: Path, options: ConfigureOptions, secret_re: re.Pattern[str]) -> None:
+        self.root = root
+        self.secret_re = secret_re
+        self.futures: dict[str, tuple[bytes, Future[bytes]]] = {}
+        self.pool: ThreadPoolExecutor | None = None
+        self.tool: SopsTool | None = None
+        config = root / SOPS_CONFIG_NAME
+        if not config.is_file():
+            return
+        try:
+            self.tool = SopsTool(root, find_sops_binary(options.sops_binary), {}, config)
+        except SopsToolError:
+            return
+        self.config_text = config.read_bytes()
+        self.pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+
+    def __enter__(self) -> _EarlyEncryption:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            for _plaintext, future in self.futures.values():
+                future.cancel()
+            self.pool.shutdown(wait=True)
+
+    def offer(self, path: str, content: bytes) -> None:
+        if self.pool is None or self.tool is None or not self.secret_re.search(path) or (self.root / path).exists():
+            return
+        self.futures[path] = (content, self.pool.submit(self.tool.encrypt, content, path))
+
+    def result(self, path: str, plaintext: bytes, config_text: bytes) -> bytes | None:
+        entry = self.futures.get(path)
+        if entry is None or entry[0] != plaintext or config_text != getattr(self, "config_text", None):
+            return None
+        try:
+            return entry[1].result()
+        except SopsToolError:
+            return None
+
+
+def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: dict[str, bytes], secret_re: re.Pattern[str],
+                   cache_path: Path | None, early: _EarlyEncryption) -> Plan:
+    root = options.root
     problems = check_rendered_yaml(rendered, secret_re)
     problems += check_plaintext_leaks(rendered, secret_re, cluster)
     if problems:
@@ -357,7 +415,6 @@ def plan(options: ConfigureOptions) -> Plan:
     else:
         sops_config_text = b""
 
-    cache_path = _cache_path(options)
     cache = _load_cache(cache_path)
     cache_entries: dict[str, Any] = dict(cache.get("files", {}))
     mac_key = _cache_key(keys)
@@ -373,7 +430,7 @@ def plan(options: ConfigureOptions) -> Plan:
 
     if secret_paths:
         files += _plan_secrets(options, rendered, secret_paths, sops_config_text, keys, cache_entries, mac_key, warnings,
-                               cluster.data)
+                               cluster.data, early)
 
     return Plan(options, cluster, sorted(files, key=lambda f: f.path), warnings, cache_path,
                 {"version": 1, "files": cache_entries})
@@ -381,7 +438,7 @@ def plan(options: ConfigureOptions) -> Plan:
 
 def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secret_paths: list[str],
                   sops_config_text: bytes, keys: AgeKeys, cache_entries: dict[str, Any], mac_key: bytes | None,
-                  warnings: list[str], cluster_data: Mapping[str, Any]) -> list[PlannedFile]:
+                  warnings: list[str], cluster_data: Mapping[str, Any], early: _EarlyEncryption) -> list[PlannedFile]:
     root = options.root
     try:
         rules = load_sops_config_text(sops_config_text)
@@ -401,26 +458,25 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
             problems.append(f"{path}: no creation rule in {SOPS_CONFIG_NAME} matches this path; add a path_regex for it")
             continue
         fingerprint = fingerprints[path] = rule_fingerprint(rule)
-        expected = rule_recipients(rule)
         plaintext = rendered[path]
         target = root / path
         if not target.is_file():
             planned[path] = PlannedFile(path, True, "created")
             continue
         existing = target.read_bytes()
+        entry = cache_entries.get(path)
+        # A cache hit proves these exact bytes were checked (or written) for this plaintext and this rule's
+        # recipients, so neither the metadata nor the content needs to be read again.
+        if (mac_key is not None and isinstance(entry, dict) and entry.get("enc") == hashlib.sha256(existing).hexdigest()
+                and hmac.compare_digest(str(entry.get("mac", "")), _mac(mac_key, plaintext, fingerprint))):
+            planned[path] = PlannedFile(path, True, "unchanged")
+            continue
         meta = encrypted_metadata(existing, sops_format(path))
         if meta is None:
             warnings.append(f"{path} exists unencrypted in the repository; it will be replaced by its encrypted form")
             planned[path] = PlannedFile(path, True, "changed", changed_keys=["(was not encrypted)"])
             continue
         recipients = file_recipients(meta)
-        entry = cache_entries.get(path)
-        enc_hash = hashlib.sha256(existing).hexdigest()
-        if (mac_key is not None and isinstance(entry, dict) and entry.get("enc") == enc_hash
-                and hmac.compare_digest(str(entry.get("mac", "")), _mac(mac_key, plaintext, fingerprint))
-                and recipients == expected):
-            planned[path] = PlannedFile(path, True, "unchanged")
-            continue
         if own and not own & recipients:
             problems.append(
                 f"{path}: cannot decrypt it: it is encrypted for {', '.join(sorted(recipients)) or 'no age recipient'}, "
@@ -482,6 +538,9 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
     encrypt_tool = tool if config_on_disk else None
 
     def encrypt(item: PlannedFile) -> tuple[PlannedFile, bytes | SopsToolError]:
+        ready = early.result(item.path, rendered[item.path], sops_config_text)
+        if ready is not None:
+            return item, ready
         try:
             return item, _encrypt_with(encrypt_tool, root, binary, keys, sops_config_text, rendered[item.path], item.path)
         except SopsToolError as exc:

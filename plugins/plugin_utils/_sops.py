@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - depends on the installed collections
         pass
 
 
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SECRET_FILE_PATTERN = r"\.sops\.[^/]+$"  # noqa: S105 - a file name pattern, not a password
 SOPS_CONFIG_NAME = ".sops.yaml"
 T = TypeVar("T")
@@ -167,7 +168,7 @@ def encrypted_metadata(content: bytes, fmt: str) -> dict[str, Any] | None:
     """The ``sops`` metadata of an encrypted file, or None when the content is not sops-encrypted."""
     try:
         if fmt == "yaml":
-            docs = [doc for doc in yaml.safe_load_all(content) if doc is not None]
+            docs = [doc for doc in yaml.load_all(content, Loader=_SAFE_LOADER) if doc is not None]
             meta = docs[0].get("sops") if docs and isinstance(docs[0], dict) else None
         elif fmt in ("json", "binary"):
             data = json.loads(content)

@@ -81,14 +81,14 @@ def test_check_mode_writes_nothing(make_repo):
     repo = make_repo()
     before = repo.snapshot()
     result = repo.playbook("configure", "--check", "--diff")
-    assert recap_changed(result.stdout) == 1
+    assert recap_changed(result.stdout) >= 1
     assert "would be created" in result.stdout
     assert repo.snapshot() == before
     repo.playbook("configure")
     set_values(repo, tfstate_password="changed in check mode")
     before = repo.snapshot()
     result = repo.playbook("configure", "--check")
-    assert recap_changed(result.stdout) == 1
+    assert recap_changed(result.stdout) >= 1
     assert repo.snapshot() == before
 
 
