@@ -27,36 +27,131 @@ import tempfile
 import time
 from pathlib import Path
 
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_key_file
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import default_sops_config, find_sops_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
 
 APP_FILES = {
-    "ks.yaml.j2": "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {app}\n"
-                  "  namespace: flux-system\nspec:\n  path: ./kubernetes/apps/{ns}/{app}/app\n  interval: 30m\n"
-                  "  postBuild:\n    substitute:\n      APP: {app}\n      DOMAIN: \"#{{ cloudflare_domain }}#\"\n",
-    "app/kustomization.yaml.j2": "---\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-                                "  - ./helmrelease.yaml\n  - ./secret.sops.yaml\n  - ./service.yaml\n",
-    "app/helmrelease.yaml.j2": "---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {app}\n"
-                               "spec:\n  interval: 1h\n  values:\n    replicas: #{{ nodes | length }}#\n    ingress:\n"
-                               "      host: \"{app}.#{{ cloudflare_domain }}#\"\n    nodes:\n"
-                               "#% for node in nodes %#\n      - \"#{{ node.name }}#\"\n#% endfor %#\n",
-    "app/service.yaml.j2": "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {app}\nspec:\n"
-                           "  loadBalancerIP: \"#{{ cluster_gateway_addr }}#\"\n  ports:\n    - port: 80\n",
-    "app/configmap.yaml.j2": "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {app}-config\ndata:\n"
-                             "  TZ: Etc/UTC\n  API: \"#{{ cluster_api_addr }}#\"\n  POD_CIDR: \"#{{ cluster_pod_cidr | default('10.42.0.0/16') }}#\"\n",
-    "app/pvc.yaml.j2": "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {app}\nspec:\n"
-                       "  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n",
-    "app/networkpolicy.yaml.j2": "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {app}\n"
-                                "spec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - ipBlock:\n"
-                                "            cidr: \"#{{ node_cidr }}#\"\n",
-    "app/servicemonitor.yaml.j2": "---\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n"
-                                  "  name: {app}\nspec:\n  endpoints:\n    - port: http\n",
-    "app/httproute.yaml.j2": "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {app}\n"
-                             "spec:\n  hostnames: [\"{app}.#{{ cloudflare_domain }}#\"]\n",
-    "app/secret.sops.yaml.j2": "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {app}-secret\nstringData:\n"
-                               "  TOKEN: \"#{{ cloudflare_token }}#\"\n  PASSWORD: \"#{{ app_passwords['{app}'] }}#\"\n"
-                               "  DOMAIN: \"#{{ cloudflare_domain }}#\"\n",
+    "ks.yaml.j2": (
+        "---\n"
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+        "kind: Kustomization\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "  namespace: flux-system\n"
+        "spec:\n"
+        "  path: ./kubernetes/apps/{ns}/{app}/app\n"
+        "  interval: 30m\n"
+        "  postBuild:\n"
+        "    substitute:\n"
+        "      APP: {app}\n"
+        '      DOMAIN: "#{{ cloudflare_domain }}#"\n'
+    ),
+    "app/kustomization.yaml.j2": (
+        "---\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "resources:\n"
+        "  - ./helmrelease.yaml\n"
+        "  - ./secret.sops.yaml\n"
+        "  - ./service.yaml\n"
+    ),
+    "app/helmrelease.yaml.j2": (
+        "---\n"
+        "apiVersion: helm.toolkit.fluxcd.io/v2\n"
+        "kind: HelmRelease\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "spec:\n"
+        "  interval: 1h\n"
+        "  values:\n"
+        "    replicas: #{{ nodes | length }}#\n"
+        "    ingress:\n"
+        '      host: "{app}.#{{ cloudflare_domain }}#"\n'
+        "    nodes:\n"
+        "#% for node in nodes %#\n"
+        '      - "#{{ node.name }}#"\n'
+        "#% endfor %#\n"
+    ),
+    "app/service.yaml.j2": (
+        "---\n"
+        "apiVersion: v1\n"
+        "kind: Service\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "spec:\n"
+        '  loadBalancerIP: "#{{ cluster_gateway_addr }}#"\n'
+        "  ports:\n"
+        "    - port: 80\n"
+    ),
+    "app/configmap.yaml.j2": (
+        "---\n"
+        "apiVersion: v1\n"
+        "kind: ConfigMap\n"
+        "metadata:\n"
+        "  name: {app}-config\n"
+        "data:\n"
+        "  TZ: Etc/UTC\n"
+        '  API: "#{{ cluster_api_addr }}#"\n'
+        '  POD_CIDR: "#{{ cluster_pod_cidr | default(\'10.42.0.0/16\') }}#"\n'
+    ),
+    "app/pvc.yaml.j2": (
+        "---\n"
+        "apiVersion: v1\n"
+        "kind: PersistentVolumeClaim\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "spec:\n"
+        "  accessModes: [ReadWriteOnce]\n"
+        "  resources:\n"
+        "    requests:\n"
+        "      storage: 1Gi\n"
+    ),
+    "app/networkpolicy.yaml.j2": (
+        "---\n"
+        "apiVersion: networking.k8s.io/v1\n"
+        "kind: NetworkPolicy\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "spec:\n"
+        "  podSelector: {{}}\n"
+        "  ingress:\n"
+        "    - from:\n"
+        "        - ipBlock:\n"
+        '            cidr: "#{{ node_cidr }}#"\n'
+    ),
+    "app/servicemonitor.yaml.j2": (
+        "---\n"
+        "apiVersion: monitoring.coreos.com/v1\n"
+        "kind: ServiceMonitor\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "spec:\n"
+        "  endpoints:\n"
+        "    - port: http\n"
+    ),
+    "app/httproute.yaml.j2": (
+        "---\n"
+        "apiVersion: gateway.networking.k8s.io/v1\n"
+        "kind: HTTPRoute\n"
+        "metadata:\n"
+        "  name: {app}\n"
+        "spec:\n"
+        '  hostnames: ["{app}.#{{ cloudflare_domain }}#"]\n'
+    ),
+    "app/secret.sops.yaml.j2": (
+        "---\n"
+        "apiVersion: v1\n"
+        "kind: Secret\n"
+        "metadata:\n"
+        "  name: {app}-secret\n"
+        "stringData:\n"
+        '  TOKEN: "#{{ cloudflare_token }}#"\n'
+        '  PASSWORD: "#{{ app_passwords[\'{app}\'] }}#"\n'
+        '  DOMAIN: "#{{ cloudflare_domain }}#"\n'
+    ),
 }
 MAKEJINJA_TOML = """[makejinja]
 inputs = ["./templates/config"]
@@ -79,9 +174,6 @@ variable_end = "}#"
 
 def generate(base: Path, apps: int) -> list[str]:
     """Write the tree; return the secret files' output paths."""
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_key_file
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import default_sops_config
-
     shutil.copy(ROOT / "examples/demo/nodes.yaml", base / "nodes.yaml")
     cluster = (ROOT / "examples/demo/cluster.yaml").read_text()
     passwords = {f"app{i:02d}": f"pw-{i:02d}-{'x' * 20}" for i in range(apps)}
@@ -140,8 +232,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import find_sops_binary
-
     sops = find_sops_binary()
     times: dict[str, list[float]] = {"baseline": [], "cold": [], "rerun": []}
     files: dict[str, int] = {}

@@ -3,8 +3,9 @@
 """Run `ansible-test sanity` and `ansible-test units` on a staged copy of the collection.
 
 ansible-test needs the tree at .../ansible_collections/cluster/secrets, so the files git
-knows about (tracked, plus untracked ones that are not ignored) are copied to
-.build/ansible_collections/cluster/secrets, next to the dependency collections.
+knows about (tracked, plus untracked ones that are not ignored) are copied to a fresh
+temporary <tmp>/ansible_collections/cluster/secrets, next to the dependency collections,
+and the copy is removed afterwards.
 
 ansible-test bootstraps pip in its virtual environments with a get-pip script it
 downloads from a host this project cannot rely on; a local stand-in that uses the
@@ -19,11 +20,10 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / ".build" / "ansible_collections"
-TARGET = BUILD / "cluster" / "secrets"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 GET_PIP_STANDIN = '''\
 """Stand-in for get-pip.py: bootstrap pip with ensurepip, then install what was asked from the registry."""
@@ -36,30 +36,25 @@ subprocess.check_call([sys.executable, "-m", "pip", "install", *args])
 '''
 
 
-def stage() -> None:
+def stage(build: Path) -> Path:
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, check=True,
     ).stdout.decode().split("\0")
-    if TARGET.exists():
-        shutil.rmtree(TARGET)
+    target = build / "cluster" / "secrets"
     for name in filter(None, listed):
         source = ROOT / name
         if not source.is_file():
             continue
-        dest = TARGET / name
+        dest = target / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, dest)
-    # The staged copy lives inside this checkout's ignored .build folder: give it a git index of its
-    # own, or ansible-test would ask the outer repository and find every file ignored.
-    subprocess.run(["git", "init", "-q"], cwd=TARGET, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=TARGET, check=True)
     site = Path(sysconfig.get_paths()["purelib"]) / "ansible_collections"
     for dependency in ("community/sops", "kubernetes/core"):
-        link = BUILD / dependency
+        link = build / dependency
         link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(site / dependency, target_is_directory=True)
+        link.symlink_to(site / dependency, target_is_directory=True)
+    return target
 
 
 def ensure_get_pip() -> None:
@@ -74,17 +69,17 @@ def ensure_get_pip() -> None:
             path.write_text(GET_PIP_STANDIN)
 
 
-def run(*args: str) -> int:
+def run(target: Path, *args: str) -> int:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-test"), *args], cwd=TARGET, env=env, check=False).returncode
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-test"), *args], cwd=target, env=env, check=False).returncode
 
 
 def main() -> int:
-    stage()
     ensure_get_pip()
-    code = run("sanity", "--venv", "--python", PYTHON, "--requirements", *sys.argv[1:])
-    return code
+    with tempfile.TemporaryDirectory(prefix="cluster-secrets-sanity-") as tmp:
+        target = stage(Path(tmp) / "ansible_collections")
+        return run(target, "sanity", "--venv", "--python", PYTHON, "--requirements", *sys.argv[1:])
 
 
 if __name__ == "__main__":
