@@ -22,13 +22,13 @@ lint: venv
 	$(BIN)/ansible-lint --profile production --offline
 
 unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/python scripts/run_ansible_test.py units
 
 integration: venv
 	$(BIN)/pytest -q tests/integration
 
 sanity: venv
-	$(BIN)/python scripts/run_sanity.py
+	$(BIN)/python scripts/run_ansible_test.py sanity
 
 clean:
 	rm -rf $(VENV) .build .pytest_cache .ruff_cache demo

@@ -1,6 +1,8 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run `ansible-test sanity` and `ansible-test units` on a staged copy of the collection.
+"""Run `ansible-test sanity` or `ansible-test units` on a staged copy of the collection.
+
+Usage: python scripts/run_ansible_test.py sanity|units [ansible-test arguments, e.g. paths]
 
 ansible-test needs the tree at .../ansible_collections/cluster/secrets, so the files git
 knows about (tracked, plus untracked ones that are not ignored) are copied to a fresh
@@ -58,9 +60,6 @@ def stage(build: Path) -> Path:
 
 
 def ensure_get_pip() -> None:
-    import pip  # noqa: PLC0415 - only to learn the version ansible-test will ask for
-
-    del pip
     cache = Path.home() / ".ansible" / "test" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     for version in ("24_2", "24_3", "25_0", "25_1", "25_2", "25_3"):
@@ -76,10 +75,12 @@ def run(target: Path, *args: str) -> int:
 
 
 def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("sanity", "units"):
+        raise SystemExit("usage: run_ansible_test.py sanity|units [ansible-test arguments]")
     ensure_get_pip()
-    with tempfile.TemporaryDirectory(prefix="cluster-secrets-sanity-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cluster-secrets-ansible-test-") as tmp:
         target = stage(Path(tmp) / "ansible_collections")
-        return run(target, "sanity", "--venv", "--python", PYTHON, "--requirements", *sys.argv[1:])
+        return run(target, sys.argv[1], "--venv", "--python", PYTHON, "--requirements", *sys.argv[2:])
 
 
 if __name__ == "__main__":
