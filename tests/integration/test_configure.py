@@ -312,3 +312,25 @@ def test_playbook_runs_from_any_directory(make_repo, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert (repo.root / INFRA).exists()
     assert not any(elsewhere.iterdir())
+
+
+def test_user_playbook_imports_configure_and_uses_cluster_vars(make_repo):
+    """`ansible-playbook configure.yml` from the repository itself, with cluster_root defaulting to the current directory."""
+    repo = make_repo()
+    repo.write("configure.yml", (
+        "---\n"
+        "- name: Configure\n  ansible.builtin.import_playbook: cluster.secrets.configure\n\n"
+        "- name: Use the validated vars\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: Load cluster vars\n      cluster.secrets.cluster_vars:\n        cluster_root: \"{{ playbook_dir }}\"\n"
+        "      register: cluster\n"
+        "    - name: Show them\n      ansible.builtin.debug:\n"
+        "        msg: \"{{ cluster.infrastructure_enabled }} {{ cluster.secret_keys | join(',') }} {{ cluster.cluster_vars.node_cidr }}\"\n"
+    ))
+    env = repo.env(PWD=str(repo.root))
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "configure.yml", "-v"], cwd=repo.root, env=env,
+                            capture_output=True, text=True, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert (repo.root / INFRA).exists()
+    assert "True cloudflare_token,proxmox_api_token_secret,tfstate_password 192.168.42.0/24" in out
+    assert "demo-token" not in out and "00000000-demo" not in out
