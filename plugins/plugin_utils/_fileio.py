@@ -43,6 +43,37 @@ def atomic_write(path: Path, content: bytes, mode: int | None = None) -> None:
         raise
 
 
+def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
+    """Write several files so each one is either wholly old or wholly new, with one flush to disk.
+
+    Every new content first goes to a temporary file beside its target; when all of them are
+    written, one ``os.sync()`` makes them durable, and only then are they renamed into place.
+    A failure before the renames removes the temporaries and leaves every target untouched.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for target, content in items:
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                mode = path.stat().st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o644
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp_name, path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            os.chmod(tmp_name, mode)
+        os.sync()
+    except BaseException:
+        for tmp_name, _path in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        raise
+    for tmp_name, path in staged:
+        os.replace(tmp_name, path)
+
+
 @contextlib.contextmanager
 def private_tempfile(content: bytes, suffix: str = "") -> Iterator[Path]:
     """Hold ``content`` in a 0600 file in a 0700 directory, removed on every exit path."""

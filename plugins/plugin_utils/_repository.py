@@ -46,7 +46,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     secret_values,
     with_defaults,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, atomic_write_many, private_tempfile
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderSettings, render_tree, settings_for
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
@@ -596,10 +596,9 @@ def apply(plan_: Plan) -> None:
     """Write every planned change atomically (.sops.yaml first) and refresh the cache."""
     root = plan_.options.root
     ordered = sorted(plan_.files, key=lambda f: (f.path != SOPS_CONFIG_NAME, f.path))
-    for item in ordered:
-        if item.state == "unchanged" or item.content is None:
-            continue
-        atomic_write(root / item.path, item.content)
+    writes = [item for item in ordered if item.state != "unchanged" and item.content is not None]
+    atomic_write_many([(root / item.path, item.content) for item in writes if item.content is not None])
+    for item in writes:
         if item.cache_entry is not None:
             plan_.cache_data["files"][item.path] = item.cache_entry
     save_cache(plan_)
