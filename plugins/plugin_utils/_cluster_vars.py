@@ -343,6 +343,7 @@ def validate(cluster: ClusterVars, schema: Mapping[str, Any], known_keys: Iterab
         cluster.add(path, message, hint)
     _check_misspellings(cluster, schema, known_keys)
     _check_networks(cluster)
+    _check_infrastructure(cluster)
     return cluster.findings
 
 
@@ -445,6 +446,21 @@ def _check_networks(cluster: ClusterVars) -> None:
     if 0 < len(bgp) < 3:
         missing = sorted({"cilium_bgp_router_addr", "cilium_bgp_router_asn", "cilium_bgp_node_asn"} - set(bgp))
         cluster.add((bgp[0],), f"BGP is half configured: {', '.join(missing)} missing", "set all three cilium_bgp_* keys, or none")
+
+
+INFRASTRUCTURE_TOKEN_KEYS = ("proxmox_api_token_id", "proxmox_api_token_secret")
+
+
+def _check_infrastructure(cluster: ClusterVars) -> None:
+    """With proxmox_api_url and proxmox_node set (infrastructure enabled) the token is required."""
+    data = cluster.data
+    if not (data.get("proxmox_api_url") and data.get("proxmox_node")):
+        return
+    for key in INFRASTRUCTURE_TOKEN_KEYS:
+        if key not in data:
+            cluster.add((key,), f"required key '{key}' is missing: infrastructure is enabled (proxmox_api_url and proxmox_node are set)",
+                        "add it to cluster.yaml; if it is already in infrastructure/secrets.sops.yaml, "
+                        "run `ansible-playbook cluster.secrets.migrate` to copy it over")
 
 
 def with_defaults(data: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:

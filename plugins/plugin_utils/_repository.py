@@ -473,8 +473,13 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
             continue
         meta = encrypted_metadata(existing, sops_format(path))
         if meta is None:
+            # A secret committed in plaintext: it is replaced by its encrypted form, and the guard compares
+            # its values like those of any other existing secret.
             warnings.append(f"{path} exists unencrypted in the repository; it will be replaced by its encrypted form")
-            planned[path] = PlannedFile(path, True, "changed", changed_keys=["(was not encrypted)"])
+            fmt = sops_format(path)
+            previous, new = parse_plaintext_safe(existing, path), parse_plaintext_safe(plaintext, path)
+            planned[path] = PlannedFile(path, True, "changed", previous=previous, rendered=new,
+                                        changed_keys=["(was not encrypted)", *changed_key_paths(previous, new, fmt)])
             continue
         recipients = file_recipients(meta)
         if own and not own & recipients:

@@ -334,3 +334,14 @@ def test_user_playbook_imports_configure_and_uses_cluster_vars(make_repo):
     assert (repo.root / INFRA).exists()
     assert "True cloudflare_token,proxmox_api_token_secret,tfstate_password 192.168.42.0/24" in out
     assert "demo-token" not in out and "00000000-demo" not in out
+
+
+def test_a_plaintext_secret_in_the_repository_is_encrypted(make_repo):
+    repo = make_repo()
+    repo.playbook("configure")
+    plaintext = repo.decrypt(APP)
+    (repo.root / APP).write_text(plaintext)  # someone committed the decrypted file by mistake
+    result = repo.playbook("configure")
+    assert "exists unencrypted in the repository" in result.stdout
+    assert (repo.root / APP).read_text().count("ENC[") >= 2
+    assert repo.decrypt(APP) == plaintext

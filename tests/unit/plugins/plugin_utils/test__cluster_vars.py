@@ -115,3 +115,9 @@ def test_secret_values_and_scrub():
     values = secret_values(data)
     assert set(values) == {"abc-token-1", "k-123456"}
     assert scrub("x abc-token-1 y k-123456 visible", values) == "x ******** y ******** visible"
+
+
+def test_enabled_infrastructure_requires_the_token(tmp_path):
+    out = messages(tmp_path, VALID + 'proxmox_api_url: "https://pve:8006/api2/json"\nproxmox_node: "pve"\n')
+    assert "proxmox_api_token_id: required key 'proxmox_api_token_id' is missing: infrastructure is enabled" in out
+    assert "proxmox_api_token_secret: required key" in out and "cluster.secrets.migrate" in out
