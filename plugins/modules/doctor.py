@@ -1,0 +1,104 @@
+#!/usr/bin/python
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: doctor
+short_description: Diagnose a cluster repository's secrets, keys and tools
+version_added: 0.2.0
+description:
+  - Checks a cluster repository and returns one finding per check, each with a severity (V(ok), V(info),
+    V(warning), V(error)), the file or tool it concerns, what was found and how to fix it.
+  - The age key is found (and where), and its public key is among each file's recipients and in the C(.sops.yaml) rules.
+  - Every C(*.sops.*) file (outside template folders) is really encrypted (a plaintext secret is an error, worse when
+    git tracks it), decrypts, matches a creation rule and has the recipients of that rule.
+  - Files whose data key (C(sops.lastmodified)) is older than O(max_age_days) are reported for rotation.
+  - C(.gitignore) covers C(cluster.yaml), C(age.key) and C(*.tfvars); git tracks neither C(cluster.yaml) nor C(age.key).
+  - sops, age (or pyrage) and OpenTofu or terraform are found, with their versions.
+  - With O(recovery_key_file), a recovery test decrypts one file with only that backed-up key.
+  - The module never fails because of findings; the doctor role fails when there are errors. Writes nothing.
+    Decrypted content is only held in memory to prove it decrypts. Runs on the controller.
+extends_documentation_fragment:
+  - cluster.secrets.repository
+options:
+  cluster_file:
+    description: Not used by this module.
+    type: path
+  nodes_file:
+    description: Not used by this module.
+    type: path
+  secret_pattern:
+    description: Regular expression on relative paths that marks secret files.
+    type: str
+    default: '\.sops\.[^/]+$'
+  max_age_days:
+    description: Report files whose data key was last rotated more than this many days ago.
+    type: int
+    default: 90
+  recovery_key_file:
+    description: A backed-up age key file; one file is decrypted with only this key.
+    type: path
+  gitignore_errors:
+    description: Paths or patterns that C(.gitignore) must cover; a missing one is an error.
+    type: list
+    elements: str
+    default: [cluster.yaml, age.key]
+  gitignore_warnings:
+    description: Paths or patterns that C(.gitignore) should cover; a missing one is a warning.
+    type: list
+    elements: str
+    default: ["*.tfvars"]
+attributes:
+  check_mode:
+    description: Supports check mode, reporting what would change without changing it.
+    support: full
+    details: The module never writes, so check mode changes nothing.
+  diff_mode:
+    description: Supports diff mode, showing what changed or would change.
+    support: none
+  platform:
+    description: Runs on the controller and works on a repository on the controller's file system.
+    support: full
+    platforms: posix
+author:
+  - cluster.secrets contributors (@cluster-secrets)
+"""
+
+EXAMPLES = r"""
+- name: Diagnose the repository
+  cluster.secrets.doctor:
+    cluster_root: /srv/home-ops
+  register: doctor
+
+- name: Recovery test with the key from the password manager
+  cluster.secrets.doctor:
+    cluster_root: /srv/home-ops
+    recovery_key_file: /media/usb/age-backup.key
+"""
+
+RETURN = r"""
+findings:
+  description: Every finding, with C(severity), C(check), C(subject), C(message) and C(fix).
+  returned: success
+  type: list
+  elements: dict
+lines:
+  description: The findings as an aligned table, errors first, each problem followed by its fix.
+  returned: success
+  type: list
+  elements: str
+errors:
+  description: Number of error findings.
+  returned: success
+  type: int
+warnings_count:
+  description: Number of warning findings.
+  returned: success
+  type: int
+msg:
+  description: One-line summary.
+  returned: always
+  type: str
+"""

@@ -1,0 +1,120 @@
+#!/usr/bin/python
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: rotate
+short_description: Rotate the age key of a cluster repository, or the data keys of its SOPS files
+version_added: 0.2.0
+description:
+  - With O(mode=age_key), generates a new age key and re-encrypts every SOPS file in the repository for it.
+    The key file is first copied to a 0600 backup; the new identity is added to the key file next to the old one;
+    the new public key is added to every C(.sops.yaml) rule that lists an old one; every file gets
+    C(sops updatekeys) and C(sops rotate) (a new data key) and must then decrypt with the new key alone.
+    Only then are the old public keys removed from C(.sops.yaml) and from every file (with another C(sops rotate),
+    so the final data keys were never encrypted for the old key), and the key file keeps only the new key.
+  - Every file is processed on a ciphertext copy beside it that replaces the file only after it verifies, so a
+    failure or a killed run leaves each file decryptable by the old key, the new key or both. A journal (public keys
+    and file names only) in O(backup_dir) lets a rerun finish the rotation.
+  - With O(mode=data_keys), runs C(sops rotate) on every file (same recipients), for a periodic rotation policy.
+  - Plaintext never touches the disk. sops runs with exactly the keys given, never the ones in C(~/.config).
+  - C(sops edit FILE) remains the way to change one credential by hand.
+  - Runs on the controller.
+extends_documentation_fragment:
+  - cluster.secrets.repository
+options:
+  cluster_file:
+    description: Not used by this module.
+    type: path
+  nodes_file:
+    description: Not used by this module.
+    type: path
+  age_key_file:
+    description:
+      - The age key file to rotate (it receives the new key). Defaults to the file where the repository's key was found.
+  mode:
+    description:
+      - V(age_key) replaces the age key; V(data_keys) only gives every file a new data key.
+    type: str
+    choices: [age_key, data_keys]
+    default: age_key
+  secret_pattern:
+    description: Regular expression on relative paths that marks secret files.
+    type: str
+    default: '\.sops\.[^/]+$'
+  backup_dir:
+    description:
+      - Folder for the backup of the old key and the rotation journal.
+      - Defaults to C(<cluster_root>/.secrets-backup), created 0700 with a C(.gitignore) that keeps it out of git.
+    type: path
+attributes:
+  check_mode:
+    description: Supports check mode, reporting what would change without changing it.
+    support: full
+    details: Reports the files and keys it would rotate; generates no key and writes nothing.
+  diff_mode:
+    description: Supports diff mode, showing what changed or would change.
+    support: none
+  platform:
+    description: Runs on the controller and works on a repository on the controller's file system.
+    support: full
+    platforms: posix
+author:
+  - cluster.secrets contributors (@cluster-secrets)
+"""
+
+EXAMPLES = r"""
+- name: Replace the age key and re-encrypt every file
+  cluster.secrets.rotate:
+    cluster_root: /srv/home-ops
+
+- name: New data keys for every file (90-day policy)
+  cluster.secrets.rotate:
+    cluster_root: /srv/home-ops
+    mode: data_keys
+"""
+
+RETURN = r"""
+files:
+  description: Files rotated (or that would be in check mode), relative to O(cluster_root).
+  returned: success
+  type: list
+  elements: str
+skipped:
+  description: Files left alone, with the reason (not encrypted for your key, deleted meanwhile).
+  returned: success
+  type: list
+  elements: str
+new_recipient:
+  description: The new age public key (O(mode=age_key)).
+  returned: success
+  type: str
+removed_recipients:
+  description: The old age public keys removed from C(.sops.yaml) and every file.
+  returned: success
+  type: list
+  elements: str
+key_file:
+  description: The age key file that now holds the new key.
+  returned: success
+  type: str
+key_backup:
+  description: The 0600 backup of the key file as it was before the rotation.
+  returned: success
+  type: str
+resumed:
+  description: Whether an interrupted rotation was continued.
+  returned: success
+  type: bool
+lines:
+  description: A readable report.
+  returned: success
+  type: list
+  elements: str
+msg:
+  description: The report as one text.
+  returned: always
+  type: str
+"""

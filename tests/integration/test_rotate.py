@@ -1,0 +1,162 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""rotate end to end: real sops, real keys; a rotation killed midway is finished by a rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import VENV_BIN, recap_changed
+from tests.day_two import encrypt_in_place, recipient, sops_run
+
+EXTRA = {
+    "kubernetes/apps/default/a/secret.sops.yaml": "apiVersion: v1\nkind: Secret\nstringData:\n  A: alpha-secret\n",
+    "kubernetes/apps/default/b/secret.sops.yaml": "apiVersion: v1\nkind: Secret\nstringData:\n  B: beta-secret\n",
+    "infrastructure/tofu/terraform.tfvars.sops.json": '{"token": "json-secret"}\n',
+    "infrastructure/extra.sops.env": "TOKEN=dotenv-secret\n",
+}
+STATE = ".secrets-backup/rotate-state.json"
+
+
+def rotated_repo(make_repo):
+    repo = make_repo()
+    repo.playbook("configure")
+    for relpath, text in EXTRA.items():
+        repo.write(relpath, text)
+        encrypt_in_place(repo, relpath)
+    old = repo.home / "old.key"
+    shutil.copy(repo.key_file, old)
+    return repo, old
+
+
+def encrypted(repo) -> list[str]:
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate import encrypted_files
+
+    return encrypted_files(repo.root, r"\.sops\.[^/]+$")[0]
+
+
+def plaintexts(repo, key) -> dict[str, str]:
+    return {f: repo.decrypt(f, key_file=key) for f in encrypted(repo)}
+
+
+def decrypts(repo, relpath, key) -> bool:
+    return sops_run(repo, "decrypt", relpath, key_file=key).returncode == 0
+
+
+def only_new_key(repo, old, before) -> None:
+    new = repo.home / "new.key"
+    shutil.copy(repo.key_file, new)
+    assert recipient(new) != recipient(old)
+    assert plaintexts(repo, new) == before
+    for relpath in before:
+        assert not decrypts(repo, relpath, old), relpath
+    config = (repo.root / ".sops.yaml").read_text()
+    assert recipient(new) in config
+    assert recipient(old) not in config
+    assert "Kubernetes and bootstrap manifests" in config  # comments survive the edit
+    assert not (repo.root / STATE).exists()
+    assert not list(repo.root.rglob(".rotate-tmp.*"))
+
+
+def test_rotate_re_encrypts_everything_for_a_new_key_only(make_repo):
+    repo, old = rotated_repo(make_repo)
+    before = plaintexts(repo, old)
+    assert len(before) == 6
+
+    snapshot = repo.snapshot()
+    checked = repo.playbook("rotate", "--check")
+    assert repo.snapshot() == snapshot
+    assert "6 file(s) would be re-encrypted" in checked.stdout
+
+    result = repo.playbook("rotate", "-vvvv")
+    assert recap_changed(result.stdout) == 1
+    assert "6 file(s) were re-encrypted for a new age key" in result.stdout
+    for secret in ("alpha-secret", "beta-secret", "json-secret", "dotenv-secret", "AGE-SECRET-KEY"):
+        assert secret not in result.stdout
+    only_new_key(repo, old, before)
+    backups = sorted((repo.root / ".secrets-backup").glob("age.key.*"))
+    assert len(backups) == 1
+    assert str(backups[0]) in result.stdout
+    assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+    assert backups[0].read_text() == old.read_text()
+    assert stat.S_IMODE(repo.key_file.stat().st_mode) == 0o600
+
+    # configure agrees with the rotated repository: nothing to rewrite
+    after = repo.snapshot()
+    configured = repo.playbook("configure")
+    assert recap_changed(configured.stdout) == 0
+    assert repo.snapshot() == after
+
+
+def run_until_paused(repo, pause: str, phase: str, count: int) -> None:
+    """Start rotate with the test pause hook and kill the whole process group once it reaches the pause."""
+    cmd = [str(VENV_BIN / "ansible-playbook"), "cluster.secrets.rotate", "-e", f"cluster_root={repo.root}"]
+    env = repo.env(CLUSTER_SECRETS_TEST_ROTATE_PAUSE=pause)
+    process = subprocess.Popen(cmd, cwd=repo.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state_file = repo.root / STATE
+            if state_file.is_file():
+                state = json.loads(state_file.read_text())
+                if len(state["done"][phase]) >= count:
+                    break
+            assert process.poll() is None, "rotate ended before it reached the pause"
+            time.sleep(0.1)
+        else:
+            pytest.fail("rotate never reached the pause")
+        time.sleep(0.3)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.parametrize(("pause", "phase"), [("add:3", "add"), ("remove:3", "remove")])
+def test_a_killed_rotation_is_finished_by_a_rerun(make_repo, pause, phase):
+    repo, old = rotated_repo(make_repo)
+    before = plaintexts(repo, old)
+    run_until_paused(repo, pause, phase, 3)
+
+    state = json.loads((repo.root / STATE).read_text())
+    assert len(state["done"][phase]) == 3
+    assert "AGE-SECRET-KEY" not in (repo.root / STATE).read_text()
+    midway = repo.home / "midway.key"  # the key file holds the old and the new key while the rotation runs
+    shutil.copy(repo.key_file, midway)
+    new_only = repo.home / "new-only.key"
+    new_only.write_text(next(line for line in midway.read_text().splitlines() if line.startswith("AGE-SECRET-KEY")) + "\n")
+    for relpath in before:
+        assert decrypts(repo, relpath, old) or decrypts(repo, relpath, new_only), relpath
+    assert plaintexts(repo, midway) == before
+
+    doctor = repo.playbook("doctor", check=False)
+    assert "a key rotation was interrupted" in doctor.stdout
+
+    result = repo.playbook("rotate")
+    assert "an interrupted rotation was resumed" in result.stdout
+    only_new_key(repo, old, before)
+
+
+def test_data_keys_rotation_keeps_recipients(make_repo):
+    repo, old = rotated_repo(make_repo)
+    before = plaintexts(repo, old)
+    metadata = {f: yaml.safe_load((repo.root / f).read_text())["sops"] for f in before if f.endswith(".yaml")}
+    time.sleep(1.1)  # lastmodified has one-second resolution
+    result = repo.playbook("rotate", "-e", "rotate_mode=data_keys")
+    assert "6 file(s) were given a new data key" in result.stdout
+    assert plaintexts(repo, old) == before
+    for relpath, meta in metadata.items():
+        now = yaml.safe_load((repo.root / relpath).read_text())["sops"]
+        assert [a["recipient"] for a in now["age"]] == [a["recipient"] for a in meta["age"]]
+        assert now["lastmodified"] != meta["lastmodified"]
+        assert now["age"][0]["enc"] != meta["age"][0]["enc"]
+    assert repo.key_file.read_text() == old.read_text()
