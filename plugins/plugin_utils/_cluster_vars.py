@@ -24,11 +24,6 @@ from typing import Any
 
 import yaml
 
-try:
-    import jsonschema
-except ImportError:  # pragma: no cover - depends on the environment
-    jsonschema = None
-
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "cluster.schema.json"
 SECRET_NAME_RE = re.compile(r"(?i)(passw(or)?d|secret|token|private[_-]?key|credential|api[_-]?key|passphrase)")
 PLACEHOLDER_RE = re.compile(r"^CHANGE-?ME", re.IGNORECASE)
@@ -246,7 +241,16 @@ def likely_misspelling(name: str, known: Iterable[str]) -> str | None:
     return best[1] if best else None
 
 
-def _format_checker() -> Any:
+def _jsonschema() -> Any:
+    """jsonschema, imported on first use: plugins that only read cluster vars need not pay for it."""
+    try:
+        import jsonschema  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return jsonschema
+
+
+def _format_checker(jsonschema: Any) -> Any:
     checker = jsonschema.FormatChecker(formats=())
 
     @checker.checks("ipv4", raises=ValueError)
@@ -329,11 +333,12 @@ def _schema_message(error: Any, secret: bool) -> tuple[str, str | None]:
 
 def validate(cluster: ClusterVars, schema: Mapping[str, Any], known_keys: Iterable[str] = ()) -> list[Finding]:
     """Add every schema, semantic and misspelling problem to ``cluster.findings``; return them all."""
+    jsonschema = _jsonschema()
     if jsonschema is None:
         cluster.add((), "the Python package jsonschema is required to validate cluster vars", "pip install jsonschema")
         return cluster.findings
     validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema, format_checker=_format_checker())
+    validator = validator_cls(schema, format_checker=_format_checker(jsonschema))
     for error in sorted(validator.iter_errors(cluster.data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(error.absolute_path)
         if error.validator == "required":

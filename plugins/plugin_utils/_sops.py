@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -232,6 +233,7 @@ class SopsTool:
         self.root = Path(root)
         self.binary = binary
         self.config = config
+        self._runner = _runner_for(binary)
         self._options: dict[str, Any] = {"sops_binary": binary}
         if age_env.get("SOPS_AGE_KEY"):
             self._options["age_key"] = age_env["SOPS_AGE_KEY"]
@@ -244,7 +246,7 @@ class SopsTool:
     def encrypt(self, plaintext: bytes, relpath: str) -> bytes:
         fmt = sops_format(relpath)
         try:
-            return Sops.encrypt(
+            return self._runner.encrypt(
                 plaintext, cwd=str(self.root), input_type=fmt, output_type=fmt,
                 filename=relpath, get_option_value=self._option,
             )
@@ -254,12 +256,28 @@ class SopsTool:
     def decrypt(self, relpath: str, content: bytes | None = None) -> bytes:
         fmt = sops_format(relpath)
         try:
-            return Sops.decrypt(
+            return self._runner.decrypt(
                 str(self.root / relpath), content=content, decode_output=False, rstrip=False,
                 input_type=fmt, output_type=fmt, get_option_value=self._option,
             )
         except SopsError as exc:
             raise SopsToolError(f"{relpath}: sops could not decrypt it: {_sops_reason(exc)}") from None
+
+
+_RUNNERS: dict[str, Any] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def _runner_for(binary: str) -> Any:
+    """One community.sops runner per binary and process.
+
+    The runner probes ``sops --version`` when it is created; community.sops' own cache does not
+    find it again for callers without a module, so every call would start a second sops process.
+    """
+    with _RUNNERS_LOCK:
+        if binary not in _RUNNERS:
+            _RUNNERS[binary] = Sops.get_sops_runner_from_binary(binary)
+        return _RUNNERS[binary]
 
 
 def _sops_reason(exc: BaseException) -> str:
