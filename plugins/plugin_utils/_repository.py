@@ -35,12 +35,16 @@ from typing import Any
 
 import yaml
 
+from ansible_collections.cluster.secrets.plugins.plugin_utils import _cluster_vars as _cluster_vars_module
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, AgeKeys, find_age_keys
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import (
+    SCHEMA_PATH,
     ClusterVars,
+    ClusterVarsError,
     Finding,
     format_findings,
     load_and_validate,
+    load_cluster_vars,
     load_schema,
     secret_keys,
     secret_values,
@@ -263,9 +267,16 @@ def _mac(key: bytes, plaintext: bytes, fingerprint: str) -> str:
 # ---------------------------------------------------------------------------- planning
 
 
-def load_template_data(options: ConfigureOptions, settings: RenderSettings) -> tuple[ClusterVars, dict[str, Any]]:
+def load_template_data(options: ConfigureOptions, settings: RenderSettings,
+                       validated: bool = False) -> tuple[ClusterVars, dict[str, Any]]:
+    """The data templates see. ``validated`` skips the schema and semantic checks for input that passed them before."""
     schema = load_schema()
-    cluster = load_and_validate(options.cluster_file, options.nodes_file, known_keys=options.known_keys)
+    if validated:
+        cluster = load_cluster_vars(options.cluster_file, options.nodes_file)
+        if cluster.errors:
+            raise ClusterVarsError(cluster.findings)
+    else:
+        cluster = load_and_validate(options.cluster_file, options.nodes_file, known_keys=options.known_keys)
     data: dict[str, Any] = {}
     ours = {Path(options.cluster_file).resolve(), Path(options.nodes_file).resolve()}
     for extra in settings.data_files:
@@ -326,13 +337,40 @@ def plan(options: ConfigureOptions) -> Plan:
         raise ConfigureError(f"cluster_root {root} is not a directory")
     settings = settings_for(root, builtin=options.builtin_templates, extra_inputs=options.extra_inputs,
                             exclude_patterns=options.exclude_patterns)
-    cluster, data = load_template_data(options, settings)
-    secret_re = re.compile(options.secret_pattern)
+    try:
+        keys = find_age_keys(root, options.age_key_file, options.environ)
+    except AgeKeyError as exc:
+        raise ConfigureError(str(exc)) from None
     cache_path = _cache_path(options)
+    cache = _load_cache(cache_path)
+    validation = _validation_mac(_cache_key(keys), options)
+    cluster, data = load_template_data(options, settings, validated=validation is not None and cache.get("validated") == validation)
+    secret_re = re.compile(options.secret_pattern)
     with _EarlyEncryption(root, options, secret_re) as early:
         rendered = render_tree(settings, data, root, bytecode_dir=cache_path.parent / "bytecode" if cache_path else None,
                                first=lambda path: bool(secret_re.search(path)), on_rendered=early.offer)
-        return _plan_rendered(options, cluster, rendered, secret_re, cache_path, early)
+        planned = _plan_rendered(options, cluster, rendered, secret_re, cache_path, cache, keys, early)
+    planned.cache_data["validated"] = validation
+    return planned
+
+
+def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
+    """A keyed fingerprint of everything validation depends on: the vars files, known_keys, the schema and the rules.
+
+    When it matches the one saved by the last successful run, the input is known to be valid and the
+    (comparatively slow) JSON Schema validation is skipped. Keyed like the plaintext cache, it reveals nothing.
+    """
+    if key is None:
+        return None
+    digest = hmac.new(key, b"cluster.secrets validation v1", hashlib.sha256)
+    for path in (options.cluster_file, options.nodes_file, SCHEMA_PATH, Path(_cluster_vars_module.__file__)):
+        try:
+            content = Path(path).read_bytes()
+        except OSError:
+            content = b"(absent)"
+        digest.update(hashlib.sha256(content).digest())
+    digest.update(json.dumps(sorted(options.known_keys)).encode())
+    return digest.hexdigest()
 
 
 class _EarlyEncryption:
@@ -384,17 +422,13 @@ class _EarlyEncryption:
 
 
 def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: dict[str, bytes], secret_re: re.Pattern[str],
-                   cache_path: Path | None, early: _EarlyEncryption) -> Plan:
+                   cache_path: Path | None, cache: dict[str, Any], keys: AgeKeys, early: _EarlyEncryption) -> Plan:
     root = options.root
     problems = check_rendered_yaml(rendered, secret_re)
     problems += check_plaintext_leaks(rendered, secret_re, cluster)
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
 
-    try:
-        keys = find_age_keys(root, options.age_key_file, options.environ)
-    except AgeKeyError as exc:
-        raise ConfigureError(str(exc)) from None
     secret_paths = sorted(p for p in rendered if secret_re.search(p))
     files: list[PlannedFile] = []
     warnings: list[str] = []
@@ -415,7 +449,6 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: di
     else:
         sops_config_text = b""
 
-    cache = _load_cache(cache_path)
     cache_entries: dict[str, Any] = dict(cache.get("files", {}))
     mac_key = _cache_key(keys)
 

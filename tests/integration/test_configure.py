@@ -345,3 +345,13 @@ def test_a_plaintext_secret_in_the_repository_is_encrypted(make_repo):
     assert "exists unencrypted in the repository" in result.stdout
     assert (repo.root / APP).read_text().count("ENC[") >= 2
     assert repo.decrypt(APP) == plaintext
+
+
+def test_validation_is_redone_when_cluster_yaml_changes(make_repo):
+    """After a successful run validation may be skipped for identical input; an edit is validated again."""
+    repo = make_repo()
+    repo.playbook("configure")
+    set_values(repo, cluster_api_addr="192.168.42.11")  # now collides with cluster_gateway_addr
+    result = repo.playbook("configure", check=False)
+    assert result.returncode != 0
+    assert "cluster_gateway_addr: 192.168.42.11 is already used by cluster_api_addr" in result.stdout
