@@ -168,12 +168,15 @@ def _makejinja_shim() -> types.ModuleType:
 
 
 @contextlib.contextmanager
-def _plugin_import_context(import_paths: list[Path]) -> Iterator[None]:
+def _plugin_import_context(import_paths: list[Path], needed: bool) -> Iterator[None]:
+    """Make plugin modules importable. ``import makejinja`` gets a small stand-in unless makejinja is already
+    loaded: plugin classes only use it as a base class, and the real package takes a third of a second to import."""
+    if not needed:
+        yield
+        return
     saved_path = list(sys.path)
     installed_shim = False
-    try:
-        importlib.import_module("makejinja.plugin")
-    except ImportError:
+    if "makejinja.plugin" not in sys.modules:
         shim = _makejinja_shim()
         sys.modules["makejinja"] = shim
         sys.modules["makejinja.plugin"] = shim.plugin  # type: ignore[attr-defined]
@@ -291,7 +294,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
     previous_cwd = os.getcwd()
     os.chdir(root)
     try:
-        with _plugin_import_context(settings.import_paths):
+        with _plugin_import_context(settings.import_paths, needed=bool(settings.loaders)):
             for spec in settings.loaders:
                 try:
                     _load_plugin(spec, env, context)
