@@ -1,0 +1,128 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Settings, manifests, schema conformance and readiness of plugin_utils/_external_secrets.py."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import (
+    ExternalSecretsError,
+    MasterSecret,
+    build_objects,
+    changed_keys,
+    external_secret_object,
+    flux_kustomizations,
+    gitops_files,
+    object_id,
+    operator_objects,
+    readiness_problems,
+    resolve_settings,
+    store_object,
+)
+from tests.integration.eso_support import SYNC, validate_manifest
+
+VAULT = {"server": "https://vault.example.com", "role": "eso"}
+
+
+def settings(**options):
+    return resolve_settings(options, {"sync": copy.deepcopy(SYNC)})
+
+
+def test_options_win_over_cluster_yaml_which_wins_over_defaults():
+    resolved = resolve_settings({"mode": "apply", "namespace": None}, {"mode": "gitops", "namespace": "vault-less", "store_name": "s"})
+    assert (resolved.mode, resolved.namespace, resolved.store_name, resolved.provider) == ("apply", "vault-less", "s", "kubernetes")
+    assert resolve_settings({}, None).store_name == "main-store"
+
+
+def test_every_problem_is_reported_at_once_without_values():
+    with pytest.raises(ExternalSecretsError) as info:
+        resolve_settings({"mode": "live", "provider": "vault", "namespace": "Secrets"},
+                         {"sync": [{"name": "a", "namespace": "b", "data": [{"key": "X"}]}, "oops"]})
+    text = str(info.value)
+    for expected in ("mode: 'live'", "namespace: 'Secrets'", "vault.server", "sync[0].data[0]", "sync[1]"):
+        assert expected in text
+    assert "6 problem(s)" in text
+
+
+def test_kubernetes_store_has_ca_provider_and_service_account():
+    provider = store_object(settings())["spec"]["provider"]["kubernetes"]
+    assert provider == {
+        "remoteNamespace": "secrets",
+        "server": {"caProvider": {"type": "ConfigMap", "name": "kube-root-ca.crt", "key": "ca.crt", "namespace": "secrets"}},
+        "auth": {"serviceAccount": {"name": "external-secrets-store", "namespace": "secrets"}},
+    }
+
+
+def test_switching_provider_changes_only_the_store():
+    kube, vault = build_objects(settings()), build_objects(settings(provider="vault", vault=VAULT))
+    assert len(kube) == len(vault)
+    differing = [object_id(a) for a, b in zip(kube, vault, strict=True) if yaml.safe_dump(a) != yaml.safe_dump(b)]
+    assert differing == ["ClusterSecretStore/main-store"]
+    auth = store_object(settings(provider="vault", vault=VAULT))["spec"]["provider"]["vault"]
+    assert auth["version"] == "v2"
+    assert auth["auth"]["kubernetes"]["serviceAccountRef"]["audiences"] == ["vault"]
+
+
+def test_external_secret_shape():
+    item = settings().sync[1]
+    spec = external_secret_object(item, "main-store")["spec"]
+    assert spec["target"] == {"name": "auth-env", "creationPolicy": "Owner"}
+    assert spec["refreshInterval"] == "15m"
+    assert spec["data"] == [{"secretKey": "JWT_KEY", "remoteRef": {"key": "jwt-signing-key", "property": "key"}}]
+    assert spec["dataFrom"] == [{"extract": {"key": "redis-credentials"}}]
+
+
+@pytest.mark.parametrize("options", [{}, {"provider": "vault", "vault": VAULT}, {"create_target_namespaces": True}])
+def test_every_emitted_manifest_matches_its_schema(options):
+    resolved = settings(**options)
+    master = MasterSecret("postgres-credentials", "x.sops.yaml", {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "postgres-credentials", "namespace": "secrets", "labels": {"a": "b"}},
+        "stringData": {"url": "postgresql://fake"}})
+    docs = build_objects(resolved) + operator_objects(resolved) + flux_kustomizations(resolved) + [master.manifest]
+    plain, secret = gitops_files(resolved, [master])
+    for content in plain.values():
+        docs += [d for d in yaml.safe_load_all(content) if d]
+    docs += list(secret.values())
+    kinds = set()
+    for doc in docs:
+        validate_manifest(doc)
+        kinds.add(doc["kind"])
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterSecretStore", "ExternalSecret", "Secret",
+            "HelmRepository", "HelmRelease", "Kustomization"} <= kinds
+
+
+def test_schema_validation_catches_a_bad_field():
+    bad = external_secret_object(settings().sync[0], "main-store")
+    bad["spec"]["secretStoreRef"]["kind"] = "Vault"
+    with pytest.raises(AssertionError):
+        validate_manifest(bad)
+    typo = external_secret_object(settings().sync[0], "main-store")
+    typo["spec"]["refreshIntervall"] = "1h"
+    with pytest.raises(AssertionError):
+        validate_manifest(typo)
+
+
+def test_readiness_names_reason_and_message():
+    ok = {"kind": "ClusterSecretStore", "metadata": {"name": "main-store"},
+          "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Valid"}]}}
+    bad = {"kind": "ExternalSecret", "metadata": {"name": "db", "namespace": "app"},
+           "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "key missing"}]}}
+    pending = {"kind": "ExternalSecret", "metadata": {"name": "new", "namespace": "app"}}
+    problems = readiness_problems([ok, bad, pending], ["ClusterSecretStore/main-store", "ExternalSecret/app/db",
+                                                       "ExternalSecret/app/new", "ExternalSecret/app/gone"])
+    assert problems == [
+        "ExternalSecret/app/db: Ready=False reason=SecretSyncedError: key missing",
+        "ExternalSecret/app/new: no Ready condition yet (is the External Secrets Operator running?)",
+        "ExternalSecret/app/gone: not found",
+    ]
+
+
+def test_changed_keys_are_names_only():
+    before = {"metadata": {"name": "a"}, "stringData": {"url": "one", "same": "x"}}
+    after = {"metadata": {"name": "a"}, "stringData": {"url": "two", "same": "x", "new": "y"}}
+    assert changed_keys(before, after) == ["stringData.new", "stringData.url"]
