@@ -29,7 +29,7 @@ import sys
 import tomllib
 import traceback
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -262,13 +262,10 @@ def _display_name(base: Path, rel: str, root: Path) -> str:
 
 
 def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *,
-                bytecode_dir: Path | None = None, first: Callable[[str], bool] | None = None,
-                on_rendered: Callable[[str, bytes], None] | None = None) -> dict[str, bytes]:
+                bytecode_dir: Path | None = None) -> dict[str, bytes]:
     """Render every template; return {output path relative to root: bytes}. Raise RenderError listing all problems.
 
-    ``bytecode_dir`` caches compiled templates between runs (keyed by source checksum). Output paths for which
-    ``first`` is true are rendered before the others, and ``on_rendered`` sees each output as soon as it exists,
-    so a caller can start slow work (encryption in a sops process) while the rest renders.
+    ``bytecode_dir`` caches compiled templates between runs (keyed by source checksum).
     """
     search = [str(p) for p in settings.inputs if p.is_dir()]
     env = jinja2.Environment(
@@ -302,10 +299,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
                     problems.append(TemplateProblem(f"plugin {spec}", None, f"{exc.__class__.__name__}: {exc}"))
             if problems:
                 raise RenderError(problems)
-            files = _template_files(settings)
-            if first is not None:
-                files.sort(key=lambda item: not first(output_name(item[1], settings)))
-            for base, rel in files:
+            for base, rel in _template_files(settings):
                 out_rel = output_name(rel, settings)
                 out_path = (settings.output / out_rel).resolve()
                 try:
@@ -323,8 +317,6 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
                     rendered[key] = content.encode("utf-8")
                 else:
                     rendered[key] = source.read_bytes()
-                if on_rendered is not None:
-                    on_rendered(key, rendered[key])
     finally:
         os.chdir(previous_cwd)
     if problems:

@@ -28,7 +28,6 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,10 +345,8 @@ def plan(options: ConfigureOptions) -> Plan:
     validation = _validation_mac(_cache_key(keys), options)
     cluster, data = load_template_data(options, settings, validated=validation is not None and cache.get("validated") == validation)
     secret_re = re.compile(options.secret_pattern)
-    with _EarlyEncryption(root, options, secret_re) as early:
-        rendered = render_tree(settings, data, root, bytecode_dir=cache_path.parent / "bytecode" if cache_path else None,
-                               first=lambda path: bool(secret_re.search(path)), on_rendered=early.offer)
-        planned = _plan_rendered(options, cluster, rendered, secret_re, cache_path, cache, keys, early)
+    rendered = render_tree(settings, data, root, bytecode_dir=cache_path.parent / "bytecode" if cache_path else None)
+    planned = _plan_rendered(options, cluster, rendered, secret_re, cache_path, cache, keys)
     planned.cache_data["validated"] = validation
     return planned
 
@@ -373,56 +370,8 @@ def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
     return digest.hexdigest()
 
 
-class _EarlyEncryption:
-    """Encrypt brand-new secret files while the rest of the tree renders.
-
-    Only files that do not exist yet are encrypted early (there is nothing to compare them with), and only
-    when .sops.yaml is already on disk. Results are used only if the plan gets that far with the same
-    plaintext and the same .sops.yaml; otherwise they are dropped. Nothing is written here.
-    """
-
-    def __init__(self, root: Path, options: ConfigureOptions, secret_re: re.Pattern[str]) -> None:
-        self.root = root
-        self.secret_re = secret_re
-        self.futures: dict[str, tuple[bytes, Future[bytes]]] = {}
-        self.pool: ThreadPoolExecutor | None = None
-        self.tool: SopsTool | None = None
-        config = root / SOPS_CONFIG_NAME
-        if not config.is_file():
-            return
-        try:
-            self.tool = SopsTool(root, find_sops_binary(options.sops_binary), {}, config)
-        except SopsToolError:
-            return
-        self.config_text = config.read_bytes()
-        self.pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
-
-    def __enter__(self) -> _EarlyEncryption:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            for _plaintext, future in self.futures.values():
-                future.cancel()
-            self.pool.shutdown(wait=True)
-
-    def offer(self, path: str, content: bytes) -> None:
-        if self.pool is None or self.tool is None or not self.secret_re.search(path) or (self.root / path).exists():
-            return
-        self.futures[path] = (content, self.pool.submit(self.tool.encrypt, content, path))
-
-    def result(self, path: str, plaintext: bytes, config_text: bytes) -> bytes | None:
-        entry = self.futures.get(path)
-        if entry is None or entry[0] != plaintext or config_text != getattr(self, "config_text", None):
-            return None
-        try:
-            return entry[1].result()
-        except SopsToolError:
-            return None
-
-
 def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: dict[str, bytes], secret_re: re.Pattern[str],
-                   cache_path: Path | None, cache: dict[str, Any], keys: AgeKeys, early: _EarlyEncryption) -> Plan:
+                   cache_path: Path | None, cache: dict[str, Any], keys: AgeKeys) -> Plan:
     root = options.root
     problems = check_rendered_yaml(rendered, secret_re)
     problems += check_plaintext_leaks(rendered, secret_re, cluster)
@@ -463,7 +412,7 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: di
 
     if secret_paths:
         files += _plan_secrets(options, rendered, secret_paths, sops_config_text, keys, cache_entries, mac_key, warnings,
-                               cluster.data, early)
+                               cluster.data)
 
     return Plan(options, cluster, sorted(files, key=lambda f: f.path), warnings, cache_path,
                 {"version": 1, "files": cache_entries})
@@ -471,7 +420,7 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: di
 
 def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secret_paths: list[str],
                   sops_config_text: bytes, keys: AgeKeys, cache_entries: dict[str, Any], mac_key: bytes | None,
-                  warnings: list[str], cluster_data: Mapping[str, Any], early: _EarlyEncryption) -> list[PlannedFile]:
+                  warnings: list[str], cluster_data: Mapping[str, Any]) -> list[PlannedFile]:
     root = options.root
     try:
         rules = load_sops_config_text(sops_config_text)
@@ -576,9 +525,6 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
     encrypt_tool = tool if config_on_disk else None
 
     def encrypt(item: PlannedFile) -> tuple[PlannedFile, bytes | SopsToolError]:
-        ready = early.result(item.path, rendered[item.path], sops_config_text)
-        if ready is not None:
-            return item, ready
         try:
             return item, _encrypt_with(encrypt_tool, root, binary, keys, sops_config_text, rendered[item.path], item.path)
         except SopsToolError as exc:
