@@ -138,7 +138,7 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize(("builder", "change", "hint"), BROKEN, ids=[f"{b.__name__}-{i}" for i, (b, _, _) in enumerate(BROKEN)])
+@pytest.mark.parametrize(("builder", "change", "hint"), BROKEN, ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(BROKEN)])
 def test_broken_manifests_fail(builder: Callable[[], dict[str, Any]], change: Callable[[dict[str, Any]], None],
                                hint: str):
     doc = builder()
