@@ -16,6 +16,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     load_schema,
     secret_keys,
     with_defaults,
+    without_secrets,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureOptions
 
@@ -41,7 +42,7 @@ class ActionModule(ActionBase):
             "changed": False,
             "files": cluster.files,
             "secret_keys": sorted(k for k in data if k in hidden),
-            "cluster_vars": {k: v for k, v in data.items() if k not in hidden},
+            "cluster_vars": without_secrets(data, schema),
             "infrastructure_enabled": data["infrastructure_enabled"],
             "findings": [f.as_dict() for f in cluster.findings],
         })

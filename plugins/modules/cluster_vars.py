@@ -54,7 +54,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 cluster_vars:
-  description: The cluster vars with defaults filled in and derived values added, secret keys left out.
+  description: The cluster vars with defaults filled in and derived values added; keys that hold secrets, at any depth, are left out.
   returned: success
   type: dict
 secret_keys:

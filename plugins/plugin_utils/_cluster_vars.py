@@ -13,6 +13,7 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import itertools
 import json
@@ -514,13 +515,34 @@ def secret_values(data: Mapping[str, Any], schema: Mapping[str, Any] | None = No
     return sorted(set(found), key=len, reverse=True)
 
 
+def without_secrets(data: Any, schema: Mapping[str, Any], path: KeyPath = ()) -> Any:
+    """A copy of ``data`` without any value held under a secret key, at any depth."""
+    if isinstance(data, Mapping):
+        return {key: without_secrets(value, schema, (*path, key)) for key, value in data.items()
+                if not is_secret_path((*path, key), schema)}
+    if isinstance(data, list):
+        return [without_secrets(value, schema, (*path, index)) for index, value in enumerate(data)]
+    return data
+
+
+def encoded_forms(value: str) -> list[str]:
+    """The ways a value shows up in text: as is, JSON/YAML/HCL-escaped (how Ansible, yaml_quote and
+    terraform print it), with HCL's doubled ``$${``/``%%{``, and base64-encoded."""
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    forms = {value, escaped, json.dumps(value)[1:-1], escaped.replace("${", "$${").replace("%{", "%%{"),
+             base64.b64encode(value.encode("utf-8")).decode("ascii")}
+    return sorted(forms, key=len, reverse=True)
+
+
 def scrub(text: str, values: Iterable[str]) -> str:
-    """Replace any secret value (and its lines, when it spans several) in ``text``."""
+    """Replace any secret value, in any of its encoded forms, and its lines when it spans several, in ``text``."""
     for value in values:
         if len(value) < 3:
             continue
-        text = text.replace(value, "********")
+        for form in encoded_forms(value):
+            text = text.replace(form, "********")
         for part in value.splitlines():
             if len(part) >= 6:
-                text = text.replace(part, "********")
+                for form in encoded_forms(part):
+                    text = text.replace(form, "********")
     return text

@@ -48,7 +48,9 @@ def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
 
     Every new content first goes to a temporary file beside its target; when all of them are
     written, one ``os.sync()`` makes them durable, and only then are they renamed into place.
-    A failure before the renames removes the temporaries and leaves every target untouched.
+    A failure before the renames removes the temporaries and leaves every target untouched; a
+    rename that fails leaves the targets already renamed new and the others old (each file is
+    atomic, the set is not), and no temporary behind.
     """
     staged: list[tuple[str, Path]] = []
     try:
@@ -70,8 +72,13 @@ def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
         raise
-    for tmp_name, path in staged:
-        os.replace(tmp_name, path)
+    try:
+        for tmp_name, path in staged:
+            os.replace(tmp_name, path)
+    finally:
+        for tmp_name, _path in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import datetime
 import os
 import re
@@ -88,6 +89,7 @@ class MigrationPlan:
     after: bytes
     values: list[str] = field(default_factory=list, repr=False)
     warnings: list[str] = field(default_factory=list)
+    expected: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def changed(self) -> bool:
@@ -132,9 +134,15 @@ def normalise_sources(sources: Mapping[str, Any] | None) -> dict[str, dict[str, 
     return result
 
 
+_LITERAL_SAFE_RE = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]*$")
+
+
 def _yaml_value(value: Any) -> Any:
+    """A literal block keeps multi-line secrets readable; anything YAML would normalise in a block
+    (CR, NEL and other line breaks, control characters, trailing spaces) is double-quoted instead."""
     if isinstance(value, str):
-        return LiteralScalarString(value) if "\n" in value else DoubleQuotedScalarString(value)
+        literal = "\n" in value and _LITERAL_SAFE_RE.match(value) and not any(line.endswith(" ") for line in value.split("\n"))
+        return LiteralScalarString(value) if literal else DoubleQuotedScalarString(value)
     return value
 
 
@@ -176,6 +184,7 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
     tool = _sops_tool(root, age_key_file, sops_binary, environ)
     items: list[MigrationItem] = []
     values: list[str] = []
+    expected: dict[str, Any] = {}
     first_added: dict[str, str] = {}
     for relpath, keymap in mapping.items():
         if not (root / relpath).is_file():
@@ -209,12 +218,14 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
                     items.append(MigrationItem(relpath, key, cluster_key, "unchanged", "cluster.yaml already has this value"))
                 elif overwrite:
                     data[cluster_key] = _yaml_value(value)
+                    expected[cluster_key] = value
                     items.append(MigrationItem(relpath, key, cluster_key, "replaced", "cluster.yaml had another value"))
                 else:
                     items.append(MigrationItem(relpath, key, cluster_key, "conflict",
                                                "cluster.yaml has another value; kept it (set overwrite to take the file's)"))
                 continue
             data[cluster_key] = _yaml_value(value)
+            expected[cluster_key] = value
             first_added.setdefault(relpath, cluster_key)
             reason = "replaced an empty or placeholder value" if current is not _MISSING else ""
             items.append(MigrationItem(relpath, key, cluster_key, "added", reason))
@@ -226,7 +237,7 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
             data.yaml_set_comment_before_after_key(
                 cluster_key, before=f"\nMigrated from {relpath} by cluster.secrets.migrate ({today})", indent=0)
     after = document.dump().encode("utf-8") if first_added or any(i.status == "replaced" for i in items) else before
-    plan_ = MigrationPlan(cluster_file, items, before, after, values)
+    plan_ = MigrationPlan(cluster_file, items, before, after, values, expected=expected)
     _check_round_trip(plan_)
     if plan_.by_status("conflict"):
         plan_.warnings.append(
@@ -259,7 +270,7 @@ def _check_round_trip(plan_: MigrationPlan) -> None:
     new = yaml.safe_load(plan_.after) or {}
     touched = {i.cluster_key for i in plan_.by_status("added", "replaced")}
     if {k: v for k, v in new.items() if k not in touched} != {k: v for k, v in old.items() if k not in touched} \
-            or not touched <= set(new):
+            or not touched <= set(new) or any(new[k] != v for k, v in plan_.expected.items()):
         raise MigrateError(f"{plan_.cluster_file.name}: the edited file would not read back as expected; nothing was written")
 
 
@@ -268,6 +279,7 @@ def verify_configure(plan_: MigrationPlan, options: ConfigureOptions) -> str | N
 
     The migrated cluster.yaml holds secrets, so it goes through a private 0600 temporary file that is always removed.
     """
+    options = dataclasses.replace(options)  # the caller's options keep pointing at the real cluster.yaml
     with private_tempfile(plan_.after, suffix=".yaml") as temp:
         options.cluster_file = temp
         if options.nodes_file is None or options.nodes_file == temp:

@@ -41,6 +41,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     ClusterVars,
     ClusterVarsError,
     Finding,
+    encoded_forms,
     format_findings,
     load_and_validate,
     load_cluster_vars,
@@ -57,6 +58,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
     SOPS_CONFIG_NAME,
     SopsTool,
     SopsToolError,
+    check_rule_patterns,
     default_sops_config,
     encrypted_metadata,
     file_recipients,
@@ -281,7 +283,13 @@ def load_template_data(options: ConfigureOptions, settings: RenderSettings,
     for extra in settings.data_files:
         if extra.resolve() in ours or not extra.is_file() or extra.suffix not in (".yaml", ".yml"):
             continue
-        for doc in yaml.load_all(extra.read_bytes(), Loader=_YamlLoader):
+        try:
+            docs = list(yaml.load_all(extra.read_bytes(), Loader=_YamlLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{extra.name}:{mark.line + 1}" if mark else extra.name
+            raise ConfigureError(f"{where}: invalid YAML in a data file named by makejinja.toml; fix its syntax") from None
+        for doc in docs:
             if isinstance(doc, dict):
                 data.update(doc)
     data.update(with_defaults(cluster.data, schema))
@@ -320,13 +328,18 @@ def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[s
         if secret_re.search(path):
             continue
         text = content.decode("utf-8", errors="replace")
+        names: list[str] = []
+        first_line: int | None = None
         for value in values:
-            if value in text:
-                names = sorted(k for k, v in named.items() if v == value) or ["a secret key"]
-                findings.append(Finding((), f"contains the value of {', '.join(names)} but is not a secret file, so it would be "
-                                            "written unencrypted", path, text[: text.index(value)].count("\n") + 1,
-                                        "name the file *.sops.* so it is encrypted, or do not put the secret there"))
-                break
+            found = next((form for form in encoded_forms(value) if len(form) >= LEAK_MIN_LENGTH and form in text), None)
+            if found is not None:
+                names += sorted(k for k, v in named.items() if v == value) or ["a secret key"]
+                line = text[: text.index(found)].count("\n") + 1
+                first_line = line if first_line is None else min(first_line, line)
+        if names:
+            findings.append(Finding((), f"contains the value of {', '.join(sorted(set(names)))} (as is, escaped or base64-encoded) "
+                                        "but is not a secret file, so it would be written unencrypted", path, first_line,
+                                    "name the file *.sops.* so it is encrypted, or do not put the secret there"))
     return findings
 
 
@@ -344,7 +357,10 @@ def plan(options: ConfigureOptions) -> Plan:
     cache = _load_cache(cache_path)
     validation = _validation_mac(_cache_key(keys), options)
     cluster, data = load_template_data(options, settings, validated=validation is not None and cache.get("validated") == validation)
-    secret_re = re.compile(options.secret_pattern)
+    try:
+        secret_re = re.compile(options.secret_pattern)
+    except re.error as exc:
+        raise ConfigureError(f"secret_pattern {options.secret_pattern!r} is not a valid regular expression ({exc})") from None
     rendered = render_tree(settings, data, root, bytecode_dir=cache_path.parent / "bytecode" if cache_path else None)
     planned = _plan_rendered(options, cluster, rendered, secret_re, cache_path, cache, keys)
     planned.cache_data["validated"] = validation
@@ -560,7 +576,9 @@ def load_sops_config_text(text: bytes) -> list[dict[str, Any]]:
     rules = data.get("creation_rules") if isinstance(data, dict) else None
     if not isinstance(rules, list):
         raise SopsToolError(f"{SOPS_CONFIG_NAME}: no creation_rules list; fix it, or delete it to let configure generate one")
-    return [rule for rule in rules if isinstance(rule, dict)]
+    rules = [rule for rule in rules if isinstance(rule, dict)]
+    check_rule_patterns(rules)
+    return rules
 
 
 def _encrypt_with(tool: SopsTool | None, root: Path, binary: str, keys: AgeKeys, config_text: bytes,

@@ -127,7 +127,21 @@ def load_sops_config(path: Path) -> list[dict[str, Any]]:
     rules = data.get("creation_rules") if isinstance(data, dict) else None
     if not isinstance(rules, list):
         raise SopsToolError(f"{path}: no creation_rules list; see the sops documentation or delete it to let configure generate one")
-    return [rule for rule in rules if isinstance(rule, dict)]
+    rules = [rule for rule in rules if isinstance(rule, dict)]
+    check_rule_patterns(rules)
+    return rules
+
+
+def check_rule_patterns(rules: list[dict[str, Any]]) -> None:
+    """Every path_regex must compile; name the rule that does not."""
+    for index, rule in enumerate(rules, start=1):
+        pattern = rule.get("path_regex")
+        if pattern is None:
+            continue
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            raise SopsToolError(f"{SOPS_CONFIG_NAME}: creation rule {index} has an invalid path_regex {str(pattern)!r} ({exc})") from None
 
 
 def rule_for(relpath: str, rules: list[dict[str, Any]]) -> dict[str, Any] | None:

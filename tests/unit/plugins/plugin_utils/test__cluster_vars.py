@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,17 @@ def test_enabled_infrastructure_requires_the_token(tmp_path):
     out = messages(tmp_path, VALID + 'proxmox_api_url: "https://pve:8006/api2/json"\nproxmox_node: "pve"\n')
     assert "proxmox_api_token_id: required key 'proxmox_api_token_id' is missing: infrastructure is enabled" in out
     assert "proxmox_api_token_secret: required key" in out and "cluster.secrets.migrate" in out
+
+
+def test_scrub_catches_escaped_and_encoded_forms():
+    value = 'q"uote\\back ${x}'
+    text = f'raw {value} json {json.dumps(value)} hcl {json.dumps(value)[1:-1].replace("${", "$${")} b64 {base64.b64encode(value.encode()).decode()}'
+    cleaned = scrub(text, [value])
+    assert "uote" not in cleaned and base64.b64encode(value.encode()).decode() not in cleaned
+
+
+def test_nested_secrets_are_left_out():
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import load_schema, without_secrets
+
+    data = {"my_app": {"db_password": "x", "host": "h"}, "cloudflare_token": "t", "items": [{"api_key": "k", "n": 1}]}
+    assert without_secrets(data, load_schema()) == {"my_app": {"host": "h"}, "items": [{"n": 1}]}

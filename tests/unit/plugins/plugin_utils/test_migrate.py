@@ -85,3 +85,16 @@ def test_apply_writes_a_private_backup_first(root):
 def test_bad_sources_are_rejected(sources):
     with pytest.raises(MigrateError):
         normalise_sources(sources)
+
+
+def test_values_yaml_would_normalise_are_double_quoted():
+    import io
+
+    from ruamel.yaml import YAML
+
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._migrate import _yaml_value
+
+    for value in ("line-one\r\nline-two", "a\x85b\nc", "trailing \nspace", "tab\there\nx", "plain\nlines"):
+        out = io.StringIO()
+        YAML().dump({"k": _yaml_value(value)}, out)
+        assert YAML(typ="safe").load(out.getvalue())["k"] == value, repr(value)
