@@ -200,9 +200,9 @@ def test_secret_in_a_plaintext_file_is_refused(make_repo):
     assert "demo-token" not in result.stdout
     assert not (repo.root / "kubernetes").exists()
     # escaped (yaml_quote of a value with quotes) and base64-encoded copies are caught too
-    repo.write("templates/kubernetes/leak.yaml.j2", "---\npw: #{ tfstate_password | yaml_quote }#\n"
-                                                     "token: #{ proxmox_api_token_secret | b64encode }#\n")
-    result = repo.playbook("configure", check=False, env=repo.env())
+    leak = "---\npw: #{ tfstate_password | yaml_quote }#\ntoken: #{ proxmox_api_token_secret | b64encode }#\n"
+    repo.write("templates/kubernetes/leak.yaml.j2", leak)
+    result = repo.playbook("configure", check=False)
     assert result.returncode != 0
     assert "kubernetes/leak.yaml:2: (top level): contains the value of proxmox_api_token_secret, tfstate_password" in result.stdout
     repo.write("templates/kubernetes/leak.yaml.j2", "---\ntoken: #{ proxmox_api_token_secret | b64encode }#\n")
