@@ -26,7 +26,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv"
+# `make VENV=...` picks another folder (e.g. one per Python version); the default is .venv.
+VENV = (ROOT / os.environ.get("VENV", ".venv")).resolve()
 REQUIREMENTS = ROOT / "requirements-venv.txt"
 GALAXY_REQUIREMENTS = ROOT / "requirements.yml"
 # The `ansible` community package bundles both collections we depend on.
@@ -52,10 +53,25 @@ def site_packages() -> Path:
     return Path(out.stdout.strip())
 
 
+def venv_version() -> str | None:
+    try:
+        out = subprocess.run([str(venv_python()), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
 def ensure_venv() -> None:
+    """The venv runs the Python this script runs on (`make PYTHON=python3.13` gives a 3.13 venv)."""
+    wanted = "%d.%d" % sys.version_info[:2]
     if venv_python().exists():
-        return
-    log(f"creating {VENV}")
+        found = venv_version()
+        if found == wanted:
+            return
+        log(f"{VENV} runs Python {found or 'an unusable Python'}, this is Python {wanted}: recreating it")
+        shutil.rmtree(VENV)
+    log(f"creating {VENV} (Python {wanted})")
     venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
 
 

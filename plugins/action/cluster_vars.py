@@ -32,7 +32,8 @@ class ActionModule(ActionBase):
         options = ConfigureOptions(root=Path(args["cluster_root"]), cluster_file=args["cluster_file"],
                                    nodes_file=args["nodes_file"], known_keys=args["known_keys"])
         try:
-            cluster = load_and_validate(options.cluster_file, options.nodes_file, known_keys=options.known_keys)
+            cluster = load_and_validate(options.vars_files, known_keys=options.known_keys,
+                                        own_only=options.layout().makejinja)
         except user_error_types() as exc:
             return failure(result, exc, options)
         schema = load_schema()

@@ -50,8 +50,8 @@ class ActionModule(ActionBase):
         options = ConfigureOptions(root=Path(args["cluster_root"]), cluster_file=args["cluster_file"], nodes_file=args["nodes_file"])
         try:
             section: dict[str, Any] = {}
-            if args["use_cluster_vars"] and Path(options.cluster_file).is_file():
-                cluster = load_and_validate(options.cluster_file, options.nodes_file)
+            if args["use_cluster_vars"] and options.vars_files and all(p.is_file() for p in options.vars_files):
+                cluster = load_and_validate(options.vars_files, own_only=options.layout().makejinja)
                 section = cluster.data.get("external_secrets") or {}
             settings = resolve_settings({k: args[k] for k in settings_argument_spec()}, section)
             objects = build_objects(settings)

@@ -41,6 +41,7 @@ class ActionModule(ActionBase):
             cache=args["cache"],
             cache_dir=Path(args["cache_dir"]) if args["cache_dir"] else None,
             allow_secret_overwrite=args["allow_secret_overwrite"],
+            undefined=args["undefined"],
         )
         try:
             planned = plan(options)

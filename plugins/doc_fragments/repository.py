@@ -16,13 +16,14 @@ options:
     required: true
   cluster_file:
     description:
-      - The cluster vars file.
-      - Defaults to C(<cluster_root>/cluster.yaml).
+      - The cluster vars file (YAML, TOML or JSON).
+      - Defaults to the files C(makejinja.toml)'s C(data) names, else C(<cluster_root>/cluster.yaml), else
+        C(<cluster_root>/cluster.toml). Given, it takes the place of the C(data) entry of the same stem.
     type: path
   nodes_file:
     description:
       - Optional second vars file, merged over O(cluster_file) when it exists.
-      - Defaults to C(<cluster_root>/nodes.yaml).
+      - Defaults to C(<cluster_root>/nodes.yaml) (or the C(nodes.*) entry of C(makejinja.toml)'s C(data)).
     type: path
   age_key_file:
     description:

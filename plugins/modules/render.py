@@ -68,6 +68,17 @@ options:
         files and keys (see the migration playbook).
     type: bool
     default: false
+  undefined:
+    description:
+      - What to do with an undefined value printed into a rendered file. makejinja prints it as empty text when
+        C(makejinja.toml) sets C(undefined = "chainable") or C("default"), which is how a missing value silently
+        renders an empty secret.
+      - V(warn) lists every such value (template, line, variable name; never a value) in one warning.
+      - V(strict) makes them an error before anything is written. Tests such as C(if node.secureboot) are not
+        affected: they follow C(makejinja.toml)'s C(undefined) setting as in makejinja.
+    type: str
+    choices: [warn, strict]
+    default: warn
 attributes:
   check_mode:
     description: Supports check mode, reporting what would change without changing it.
@@ -127,6 +138,23 @@ secrets_unchanged:
   description: Number of secret files left byte-for-byte as they were.
   returned: success
   type: int
+plaintext_gitignored:
+  description:
+    - Plain (not C(*.sops.*)) files that hold a secret value from the cluster vars and that git ignores, so they stay
+      on this machine; they are written with mode 0600.
+  returned: success
+  type: list
+  elements: str
+undefined_printed:
+  description: Undefined values printed into rendered files, as C(template:line: name); never a value.
+  returned: success
+  type: list
+  elements: str
+kept:
+  description: Existing files left alone because C(makejinja.toml) does not set C(force = true).
+  returned: success
+  type: list
+  elements: str
 msg:
   description: One-line summary.
   returned: always

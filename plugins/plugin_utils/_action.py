@@ -30,7 +30,7 @@ def failure(result: dict[str, Any], exc: BaseException, options: ConfigureOption
     """Fail the task with the error's message, with every secret value from cluster vars masked."""
     message = str(exc) if not isinstance(exc, OSError) else f"{exc.strerror}: {exc.filename}"
     try:
-        data = load_cluster_vars(options.cluster_file, options.nodes_file).data
+        data = load_cluster_vars(options.vars_files_or_guess()).data
         message = scrub(message, secret_values(data))
     except Exception:
         message = "an error occurred, and its message could not be checked for secrets: " + exc.__class__.__name__

@@ -33,6 +33,7 @@ def render_argument_spec() -> dict[str, Any]:
         "cache": {"type": "bool", "default": True},
         "cache_dir": {"type": "path"},
         "allow_secret_overwrite": {"type": "bool", "default": False, "no_log": False},
+        "undefined": {"type": "str", "choices": ["warn", "strict"], "default": "warn"},
     })
     return spec
 

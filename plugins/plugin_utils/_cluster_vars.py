@@ -18,7 +18,8 @@ import ipaddress
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,23 +152,80 @@ def load_yaml_with_lines(text: str, label: str) -> tuple[Any, dict[KeyPath, int]
     return data, lines, findings
 
 
-def load_cluster_vars(cluster_file: Path, nodes_file: Path | None = None) -> ClusterVars:
-    result = ClusterVars()
-    for path in [cluster_file] + ([nodes_file] if nodes_file is not None else []):
-        label = path.name
-        if path is nodes_file and not path.exists():
+def toml_key_lines(text: str) -> dict[KeyPath, int]:
+    """The line of every key and table of a TOML document (``[a.b]``, ``[[nodes]]``, ``key = value``), by key path."""
+    lines: dict[KeyPath, int] = {}
+    table: KeyPath = ()
+    counts: dict[KeyPath, int] = {}
+    header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    assignment = re.compile(r"^\s*([A-Za-z0-9_.\-\"' ]+?)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = header.match(line)
+        if match:
+            path: KeyPath = tuple(part.strip().strip("\"'") for part in match.group(2).split("."))
+            if match.group(1) == "[[":
+                index = counts.get(path, 0)
+                counts[path] = index + 1
+                lines.setdefault(path, number)
+                path = (*path, index)
+            table = path
+            lines.setdefault(table, number)
             continue
+        match = assignment.match(line)
+        if match:
+            key = tuple(part.strip().strip("\"'") for part in match.group(1).split("."))
+            lines.setdefault((*table, *key), number)
+    return lines
+
+
+def _load_one(path: Path) -> tuple[Any, dict[KeyPath, int], list[Finding]]:
+    """One vars file (YAML, TOML or JSON) with the line of every key it could locate."""
+    label = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, {}, [Finding((), f"cannot read the file ({exc.__class__.__name__})", label, None)]
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text), toml_key_lines(text), []
+        except tomllib.TOMLDecodeError as exc:
+            line = getattr(exc, "lineno", None) or _toml_error_line(str(exc))
+            problem = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(exc).split(" (at ")[0])
+            return None, {}, [Finding((), f"invalid TOML ({problem})", label, line, "fix the syntax")]
+    if path.suffix == ".json":
+        try:
+            return json.loads(text), {}, []
+        except json.JSONDecodeError as exc:
+            return None, {}, [Finding((), f"invalid JSON ({exc.msg}, column {exc.colno})", label, exc.lineno, "fix the syntax")]
+    return load_yaml_with_lines(text, label)
+
+
+def _toml_error_line(message: str) -> int | None:
+    match = re.search(r"at line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def load_cluster_vars(files: Sequence[Path] | Path, nodes_file: Path | None = None) -> ClusterVars:
+    """Load the vars files in order, merged as makejinja merges its data files: a later top-level key replaces an earlier one.
+
+    ``files`` is the list of vars files; for callers of the two-file form, a single path and an optional
+    ``nodes_file`` (skipped when it does not exist).
+    """
+    if isinstance(files, (str, Path)):
+        paths = [Path(files)] + ([Path(nodes_file)] if nodes_file is not None and Path(nodes_file).exists() else [])
+    else:
+        paths = [Path(p) for p in files]
+    result = ClusterVars()
+    for path in paths:
+        label = path.name
         if not path.exists():
             result.findings.append(Finding((), "file not found", str(path), None,
-                                           "run the init playbook to create it from the sample, or set cluster_file"))
+                                           "create it (`ansible-playbook cluster.secrets.init` makes cluster.yaml from the "
+                                           "sample; a cluster-template repository copies its cluster.sample.* file), "
+                                           "or set cluster_file"))
             continue
         result.files.append(label)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            result.findings.append(Finding((), f"cannot read the file ({exc.__class__.__name__})", label, None))
-            continue
-        data, lines, findings = load_yaml_with_lines(text, label)
+        data, lines, findings = _load_one(path)
         result.findings += findings
         if data is None:
             continue
@@ -176,6 +234,8 @@ def load_cluster_vars(cluster_file: Path, nodes_file: Path | None = None) -> Clu
             continue
         for key, value in data.items():
             result.data[key] = value
+            for stale in [p for p in result.lines if p[:1] == (key,)]:
+                del result.lines[stale]
         for key_path, line in lines.items():
             result.lines[key_path] = (label, line)
     return result
@@ -332,8 +392,28 @@ def _schema_message(error: Any, secret: bool) -> tuple[str, str | None]:
     return f"is invalid ({kind}){shown}", hint
 
 
-def validate(cluster: ClusterVars, schema: Mapping[str, Any], known_keys: Iterable[str] = ()) -> list[Finding]:
-    """Add every schema, semantic and misspelling problem to ``cluster.findings``; return them all."""
+# The keys the collection's own features read: in a repository with its own makejinja.toml (and its own
+# idea of what its templates need) only these are checked against the schema.
+OWN_KEYS = ("cf_account_id", "tfstate_username", "tfstate_password", "tfstate_url", "proxmox_api_url", "proxmox_node",
+            "proxmox_api_token_id", "proxmox_api_token_secret", "external_secrets")
+
+
+def own_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema narrowed to the collection's own keys."""
+    narrowed = {key: value for key, value in schema.items() if key not in ("properties", "required")}
+    narrowed["properties"] = {key: value for key, value in schema.get("properties", {}).items() if key in OWN_KEYS}
+    return narrowed
+
+
+def validate(cluster: ClusterVars, schema: Mapping[str, Any], known_keys: Iterable[str] = (),
+             own_only: bool = False) -> list[Finding]:
+    """Add every schema, semantic and misspelling problem to ``cluster.findings``; return them all.
+
+    ``own_only``: the repository has its own makejinja.toml; check only the collection's own keys (and the
+    network rules on the keys that are present), never what the repository's templates may or may not need.
+    """
+    if own_only:
+        schema = own_schema(schema)
     jsonschema = _jsonschema()
     if jsonschema is None:
         cluster.add((), "the Python package jsonschema is required to validate cluster vars", "pip install jsonschema")
@@ -485,12 +565,12 @@ def is_placeholder(value: Any) -> bool:
     return isinstance(value, str) and bool(PLACEHOLDER_RE.match(value.strip()))
 
 
-def load_and_validate(cluster_file: Path, nodes_file: Path | None, schema_path: Path | None = None,
-                      known_keys: Iterable[str] = ()) -> ClusterVars:
+def load_and_validate(files: Sequence[Path] | Path, nodes_file: Path | None = None, schema_path: Path | None = None,
+                      known_keys: Iterable[str] = (), own_only: bool = False) -> ClusterVars:
     """Load and validate; raise ClusterVarsError listing every error at once."""
-    cluster = load_cluster_vars(cluster_file, nodes_file)
+    cluster = load_cluster_vars(files, nodes_file)
     if not cluster.errors:
-        validate(cluster, load_schema(schema_path or SCHEMA_PATH), known_keys)
+        validate(cluster, load_schema(schema_path or SCHEMA_PATH), known_keys, own_only)
     if cluster.errors:
         raise ClusterVarsError(cluster.findings)
     return cluster

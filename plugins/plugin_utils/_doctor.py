@@ -32,7 +32,8 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
     parse_identities,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import BACKUP_DIR_NAME
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError, settings_for
+from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import repository_layout
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
     SECRET_FILE_PATTERN,
     SOPS_CONFIG_NAME,
@@ -121,7 +122,7 @@ class DoctorReport:
 
 def _template_dirs(root: Path) -> list[Path]:
     try:
-        return [p.resolve() for p in settings_for(root, builtin=False).inputs]
+        return [p.resolve() for p in repository_layout(root).settings.inputs]
     except (RenderError, OSError, ValueError):
         return [(root / "templates").resolve()]
 

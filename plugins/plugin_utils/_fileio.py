@@ -43,22 +43,25 @@ def atomic_write(path: Path, content: bytes, mode: int | None = None) -> None:
         raise
 
 
-def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
+def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[Path, bytes]]) -> None:
     """Write several files so each one is either wholly old or wholly new, with one flush to disk.
 
     Every new content first goes to a temporary file beside its target; when all of them are
     written, one ``os.sync()`` makes them durable, and only then are they renamed into place.
-    A failure before the renames removes the temporaries and leaves every target untouched; a
+    Each item is ``(path, content)`` or ``(path, content, mode)``; without a mode an existing file keeps its
+    own and a new one gets 0644. A failure before the renames removes the temporaries and leaves every target untouched; a
     rename that fails leaves the targets already renamed new and the others old (each file is
     atomic, the set is not), and no temporary behind.
     """
     staged: list[tuple[str, Path]] = []
     try:
-        for target, content in items:
+        for item in items:
+            target, content = item[0], item[1]
+            wanted = item[2] if len(item) > 2 else None  # type: ignore[misc]
             path = Path(target)
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                mode = path.stat().st_mode & 0o7777
+                mode = wanted if wanted is not None else path.stat().st_mode & 0o7777
             except FileNotFoundError:
                 mode = 0o644
             fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -22,6 +22,7 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import configparser
+import copy
 import hashlib
 import hmac
 import json
@@ -29,7 +30,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -51,11 +52,14 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     with_defaults,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, atomic_write_many, private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderSettings, render_tree, settings_for
+from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError, RenderResult, UndefinedUse, render_tree
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
     SECRET_FILE_PATTERN,
     SOPS_CONFIG_NAME,
+    SOPS_CONFIG_NAMES,
     SopsTool,
     SopsToolError,
     check_rule_patterns,
@@ -86,6 +90,7 @@ class ConfigureError(Exception):
 @dataclass
 class ConfigureOptions:
     root: Path
+    # Explicit vars files; None means: what makejinja.toml's data names, else cluster.yaml + nodes.yaml, else cluster.toml.
     cluster_file: Path | None = None
     nodes_file: Path | None = None
     age_key_file: str | None = None
@@ -99,11 +104,32 @@ class ConfigureOptions:
     cache_dir: Path | None = None
     environ: Mapping[str, str] | None = None
     allow_secret_overwrite: bool = False
+    # "warn": undefined values printed into files are listed in one warning; "strict": they stop configure.
+    undefined: str = "warn"
+    _layout: RepositoryLayout | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
-        self.cluster_file = Path(self.cluster_file) if self.cluster_file else self.root / "cluster.yaml"
-        self.nodes_file = Path(self.nodes_file) if self.nodes_file else self.root / "nodes.yaml"
+        self.cluster_file = Path(self.cluster_file) if self.cluster_file else None
+        self.nodes_file = Path(self.nodes_file) if self.nodes_file else None
+
+    def layout(self) -> RepositoryLayout:
+        """How the repository renders and where its cluster vars are (read once)."""
+        if self._layout is None:
+            self._layout = repository_layout(self.root, cluster_file=self.cluster_file, nodes_file=self.nodes_file,
+                                             extra_inputs=self.extra_inputs, exclude_patterns=self.exclude_patterns)
+        return self._layout
+
+    @property
+    def vars_files(self) -> list[Path]:
+        return self.layout().vars_files
+
+    def vars_files_or_guess(self) -> list[Path]:
+        """The vars files, or the usual names when makejinja.toml cannot be read (for scrubbing error messages)."""
+        try:
+            return self.vars_files
+        except RenderError:
+            return [p for p in (self.root / "cluster.yaml", self.root / "nodes.yaml", self.root / "cluster.toml") if p.exists()]
 
 
 @dataclass
@@ -116,6 +142,8 @@ class PlannedFile:
     changed_keys: list[str] = field(default_factory=list)
     cache_entry: dict[str, str] | None = None
     mode: int | None = None
+    # A plain (not *.sops.*) file that holds a secret value and that git ignores: written 0600.
+    plaintext_ignored: bool = False
     # Parsed plaintext of the existing secret file, kept in memory only for files that change.
     previous: Any = None
     rendered: Any = None
@@ -129,6 +157,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     cache_path: Path | None = None
     cache_data: dict[str, Any] = field(default_factory=dict)
+    # Undefined values printed into files (template:line, name), and outputs left alone (force = false).
+    undefined: list[UndefinedUse] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
     def paths(self, state: str, secret: bool | None = None) -> list[str]:
         return [f.path for f in self.files if f.state == state and (secret is None or f.secret == secret)]
@@ -145,6 +176,9 @@ class Plan:
             "secrets_created": self.paths("created", True),
             "secrets_updated": self.paths("changed", True),
             "secrets_unchanged": len(self.paths("unchanged", True)),
+            "plaintext_gitignored": sorted(f.path for f in self.files if f.plaintext_ignored),
+            "undefined_printed": [use.render() for use in self.undefined],
+            "kept": list(self.kept),
         }
 
     def diff(self) -> list[dict[str, str]]:
@@ -268,32 +302,45 @@ def _mac(key: bytes, plaintext: bytes, fingerprint: str) -> str:
 # ---------------------------------------------------------------------------- planning
 
 
-def load_template_data(options: ConfigureOptions, settings: RenderSettings,
-                       validated: bool = False) -> tuple[ClusterVars, dict[str, Any]]:
-    """The data templates see. ``validated`` skips the schema and semantic checks for input that passed them before."""
-    schema = load_schema()
+def is_secret_file(path: str, secret_re: re.Pattern[str]) -> bool:
+    """A rendered file to encrypt: it matches the secret pattern and is not the sops configuration itself."""
+    return bool(secret_re.search(path)) and PurePosixPath(path).name not in SOPS_CONFIG_NAMES
+
+
+def load_template_data(options: ConfigureOptions, validated: bool = False) -> tuple[ClusterVars, dict[str, Any]]:
+    """The cluster vars and the data templates see.
+
+    In a repository with makejinja.toml, templates see exactly makejinja's data (the data files merged,
+    then ``data_vars``); only the collection's own keys are validated. Elsewhere the whole schema applies
+    and its defaults and derived values are filled in. ``validated`` skips the checks for input that passed
+    them before.
+    """
+    layout = options.layout()
     if validated:
-        cluster = load_cluster_vars(options.cluster_file, options.nodes_file)
+        cluster = load_cluster_vars(layout.vars_files)
         if cluster.errors:
             raise ClusterVarsError(cluster.findings)
     else:
-        cluster = load_and_validate(options.cluster_file, options.nodes_file, known_keys=options.known_keys)
-    data: dict[str, Any] = {}
-    ours = {Path(options.cluster_file).resolve(), Path(options.nodes_file).resolve()}
-    for extra in settings.data_files:
-        if extra.resolve() in ours or not extra.is_file() or extra.suffix not in (".yaml", ".yml"):
-            continue
-        try:
-            docs = list(yaml.load_all(extra.read_bytes(), Loader=_YamlLoader))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{extra.name}:{mark.line + 1}" if mark else extra.name
-            raise ConfigureError(f"{where}: invalid YAML in a data file named by makejinja.toml; fix its syntax") from None
-        for doc in docs:
-            if isinstance(doc, dict):
-                data.update(doc)
-    data.update(with_defaults(cluster.data, schema))
+        cluster = load_and_validate(layout.vars_files, known_keys=options.known_keys, own_only=layout.makejinja)
+    if not layout.makejinja:
+        return cluster, with_defaults(cluster.data, load_schema())
+    data = copy.deepcopy(cluster.data)
+    for dotted, value in layout.settings.data_vars.items():
+        here = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            here = here.setdefault(part, {})
+        here[last] = value
     return cluster, data
+
+
+INFRASTRUCTURE_KEYS = ("cf_account_id", "tfstate_password", "tfstate_url", "proxmox_api_url", "proxmox_node",
+                       "proxmox_api_token_id", "proxmox_api_token_secret")
+
+
+def wants_builtin_infrastructure(cluster: ClusterVars) -> bool:
+    """The built-in OpenTofu layer belongs only where the cluster vars set infrastructure fields."""
+    return any(cluster.data.get(key) not in (None, "") for key in INFRASTRUCTURE_KEYS)
 
 
 def check_rendered_yaml(rendered: Mapping[str, bytes], secret_re: re.Pattern[str]) -> list[Finding]:
@@ -317,15 +364,15 @@ def check_rendered_yaml(rendered: Mapping[str, bytes], secret_re: re.Pattern[str
     return findings
 
 
-def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars) -> list[Finding]:
-    """A secret value inside a file that will not be encrypted is an error."""
+def find_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars) -> dict[str, Finding]:
+    """Plain files (not encrypted) that hold a secret value from the cluster vars, by path."""
     schema = load_schema()
     named = {key: value for key, value in cluster.data.items()
              if key in secret_keys(schema, cluster.data) and isinstance(value, str)}
     values = [v for v in secret_values(cluster.data, schema) if len(v) >= LEAK_MIN_LENGTH]
-    findings = []
+    findings = {}
     for path, content in rendered.items():
-        if secret_re.search(path):
+        if is_secret_file(path, secret_re):
             continue
         text = content.decode("utf-8", errors="replace")
         names: list[str] = []
@@ -337,18 +384,37 @@ def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[s
                 line = text[: text.index(found)].count("\n") + 1
                 first_line = line if first_line is None else min(first_line, line)
         if names:
-            findings.append(Finding((), f"contains the value of {', '.join(sorted(set(names)))} (as is, escaped or base64-encoded) "
-                                        "but is not a secret file, so it would be written unencrypted", path, first_line,
-                                    "name the file *.sops.* so it is encrypted, or do not put the secret there"))
+            findings[path] = Finding((), f"contains the value of {', '.join(sorted(set(names)))} (as is, escaped or base64-encoded) "
+                                         "but is not a secret file and git does not ignore it, so it would be committed "
+                                         "unencrypted", path, first_line,
+                                     "name the file *.sops.* so it is encrypted, add its path to .gitignore if it must stay "
+                                     "plaintext on this machine only, or do not put the secret there")
     return findings
+
+
+def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars,
+                          root: Path | None = None) -> tuple[list[Finding], set[str]]:
+    """Refuse a secret value in a plain file git would commit; allow it where git ignores the path.
+
+    Returns the findings (errors) and the paths that may stay plaintext because git ignores them.
+    """
+    leaks = find_plaintext_leaks(rendered, secret_re, cluster)
+    allowed = ignored_paths(root, list(leaks)) if root is not None and leaks else set()
+    return [finding for path, finding in sorted(leaks.items()) if path not in allowed], allowed
+
+
+def _new_file_mode() -> int:
+    """The mode makejinja's plain ``open(path, "w")`` gives a new file: 0666 less the umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def plan(options: ConfigureOptions) -> Plan:
     root = options.root
     if not root.is_dir():
         raise ConfigureError(f"cluster_root {root} is not a directory")
-    settings = settings_for(root, builtin=options.builtin_templates, extra_inputs=options.extra_inputs,
-                            exclude_patterns=options.exclude_patterns)
+    layout = options.layout()
     try:
         keys = find_age_keys(root, options.age_key_file, options.environ)
     except AgeKeyError as exc:
@@ -356,15 +422,41 @@ def plan(options: ConfigureOptions) -> Plan:
     cache_path = _cache_path(options)
     cache = _load_cache(cache_path)
     validation = _validation_mac(_cache_key(keys), options)
-    cluster, data = load_template_data(options, settings, validated=validation is not None and cache.get("validated") == validation)
+    cluster, data = load_template_data(options, validated=validation is not None and cache.get("validated") == validation)
     try:
         secret_re = re.compile(options.secret_pattern)
     except re.error as exc:
         raise ConfigureError(f"secret_pattern {options.secret_pattern!r} is not a valid regular expression ({exc})") from None
-    rendered = render_tree(settings, data, root, bytecode_dir=cache_path.parent / "bytecode" if cache_path else None)
-    planned = _plan_rendered(options, cluster, rendered, secret_re, cache_path, cache, keys)
+    bytecode = cache_path.parent / "bytecode" if cache_path else None
+    result = render_tree(layout.settings, data, root, bytecode_dir=bytecode)
+    if options.builtin_templates and wants_builtin_infrastructure(cluster):
+        # The collection's infrastructure layer fills only the paths the repository does not render itself.
+        builtin = render_tree(builtin_settings(root), with_defaults(cluster.data, load_schema()), root,
+                              bytecode_dir=bytecode, skip=[*result.files, *result.kept])
+        result.files.update(builtin.files)
+        result.modes.update(builtin.modes)
+    if result.undefined and options.undefined == "strict":
+        raise ConfigureError(undefined_message(result.undefined, strict=True))
+    planned = _plan_rendered(options, cluster, result, secret_re, cache_path, cache, keys)
+    planned.warnings[:0] = layout.warnings
+    planned.undefined, planned.kept = result.undefined, result.kept
+    if result.undefined:
+        planned.warnings.append(undefined_message(result.undefined, strict=False))
+    if result.kept:
+        planned.warnings.append(f"{len(result.kept)} existing file(s) left as they are because makejinja.toml does not set "
+                                "force = true (makejinja would not overwrite them either)")
     planned.cache_data["validated"] = validation
     return planned
+
+
+def undefined_message(uses: list[UndefinedUse], strict: bool) -> str:
+    """One message listing every undefined value printed into a file (names and places, never values)."""
+    unique = list(dict.fromkeys(use.render() for use in uses))
+    head = (f"{len(unique)} undefined value(s) were printed into rendered files as empty text"
+            if not strict else f"{len(unique)} undefined value(s) would be printed into rendered files")
+    tail = ("set them in the cluster vars, or give the template a default; configure_undefined=strict makes this an error"
+            if not strict else "set them in the cluster vars or give the templates a default (configure_undefined=strict is set)")
+    return f"{head}: " + "; ".join(unique) + f". Hint: {tail}."
 
 
 def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
@@ -375,26 +467,28 @@ def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
     """
     if key is None:
         return None
-    digest = hmac.new(key, b"cluster.secrets validation v1", hashlib.sha256)
-    for path in (options.cluster_file, options.nodes_file, SCHEMA_PATH, Path(_cluster_vars_module.__file__)):
+    digest = hmac.new(key, b"cluster.secrets validation v2", hashlib.sha256)
+    for path in (*options.vars_files, SCHEMA_PATH, Path(_cluster_vars_module.__file__)):
         try:
             content = Path(path).read_bytes()
         except OSError:
             content = b"(absent)"
         digest.update(hashlib.sha256(content).digest())
-    digest.update(json.dumps(sorted(options.known_keys)).encode())
+    digest.update(json.dumps([sorted(options.known_keys), options.layout().makejinja]).encode())
     return digest.hexdigest()
 
 
-def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: dict[str, bytes], secret_re: re.Pattern[str],
+def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, result: RenderResult, secret_re: re.Pattern[str],
                    cache_path: Path | None, cache: dict[str, Any], keys: AgeKeys) -> Plan:
     root = options.root
+    rendered = result.files
     problems = check_rendered_yaml(rendered, secret_re)
-    problems += check_plaintext_leaks(rendered, secret_re, cluster)
+    leaks, ignored_plaintext = check_plaintext_leaks(rendered, secret_re, cluster, root)
+    problems += leaks
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
 
-    secret_paths = sorted(p for p in rendered if secret_re.search(p))
+    secret_paths = sorted(p for p in rendered if is_secret_file(p, secret_re))
     files: list[PlannedFile] = []
     warnings: list[str] = []
 
@@ -416,6 +510,7 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: di
 
     cache_entries: dict[str, Any] = dict(cache.get("files", {}))
     mac_key = _cache_key(keys)
+    new_mode = _new_file_mode()
 
     for path in sorted(rendered):
         if path in secret_paths:
@@ -423,12 +518,20 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, rendered: di
         content = rendered[path]
         target = root / path
         before = target.read_bytes() if target.is_file() else None
-        state = "created" if before is None else ("unchanged" if before == content else "changed")
-        files.append(PlannedFile(path, False, state, content if state != "unchanged" else None, before))
+        mode = 0o600 if path in ignored_plaintext else result.modes.get(path)
+        current_mode = target.stat().st_mode & 0o7777 if before is not None else None
+        mode_differs = mode is not None and current_mode is not None and mode != current_mode
+        state = "created" if before is None else ("unchanged" if before == content and not mode_differs else "changed")
+        files.append(PlannedFile(path, False, state, content if state != "unchanged" else None, before,
+                                 mode=mode if mode is not None else (new_mode if before is None else None),
+                                 plaintext_ignored=path in ignored_plaintext))
 
     if secret_paths:
         files += _plan_secrets(options, rendered, secret_paths, sops_config_text, keys, cache_entries, mac_key, warnings,
                                cluster.data)
+        for item in files:
+            if item.secret:
+                item.mode = result.modes.get(item.path) or (new_mode if item.state == "created" else None)
 
     return Plan(options, cluster, sorted(files, key=lambda f: f.path), warnings, cache_path,
                 {"version": 1, "files": cache_entries})
@@ -599,7 +702,7 @@ def apply(plan_: Plan) -> None:
     root = plan_.options.root
     ordered = sorted(plan_.files, key=lambda f: (f.path != SOPS_CONFIG_NAME, f.path))
     writes = [item for item in ordered if item.state != "unchanged" and item.content is not None]
-    atomic_write_many([(root / item.path, item.content) for item in writes if item.content is not None])
+    atomic_write_many([(root / item.path, item.content, item.mode) for item in writes if item.content is not None])
     for item in writes:
         if item.cache_entry is not None:
             plan_.cache_data["files"][item.path] = item.cache_entry
@@ -624,3 +727,6 @@ def secrets_summary_lines(plan_: Plan, check_mode: bool) -> Iterable[str]:
     yield (f"{len(summary['created'])} file(s) {verb} created, {len(summary['updated'])} updated, "
            f"{summary['unchanged']} unchanged ({len(summary['secrets_created']) + len(summary['secrets_updated'])} "
            f"secret file(s) {verb} encrypted, {summary['secrets_unchanged']} left as they were)")
+    if summary["plaintext_gitignored"]:
+        yield (f"{len(summary['plaintext_gitignored'])} file(s) hold secret values in plaintext because git ignores them "
+               "(written 0600, never committed): " + ", ".join(summary["plaintext_gitignored"]))

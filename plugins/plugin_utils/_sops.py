@@ -37,6 +37,8 @@ except ImportError:  # pragma: no cover - depends on the installed collections
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SECRET_FILE_PATTERN = r"\.sops\.[^/]+$"  # noqa: S105 - a file name pattern, not a password
 SOPS_CONFIG_NAME = ".sops.yaml"
+# File names sops reads as its configuration: rendered like any file, never encrypted as a secret.
+SOPS_CONFIG_NAMES = frozenset({".sops.yaml", ".sops.yml"})
 T = TypeVar("T")
 R = TypeVar("R")
 

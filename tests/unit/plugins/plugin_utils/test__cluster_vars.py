@@ -95,7 +95,8 @@ def test_nodes_file_is_merged_and_checked(tmp_path):
     assert "nodes.yaml:5: nodes[1].name: node name 'a' is also used by nodes[0]" in out
     assert "nodes.yaml:6: nodes[1].address: 10.9.9.9 is outside node_cidr" in out
     assert "nodes[1].controler: unknown key, likely a misspelling of 'controller'" in out
-    assert "required key 'controller' is missing" in out
+    # Whether a node needs `controller` is the templates' business: the schema requires no cluster-template key.
+    assert "required key" not in out
 
 
 @pytest.mark.parametrize(("name", "guess"), [
@@ -137,3 +138,30 @@ def test_nested_secrets_are_left_out():
 
     data = {"my_app": {"db_password": "x", "host": "h"}, "cloudflare_token": "t", "items": [{"api_key": "k", "n": 1}]}
     assert without_secrets(data, load_schema()) == {"my_app": {"host": "h"}, "items": [{"n": 1}]}
+
+
+def test_toml_vars_with_lines_and_merge_order(tmp_path):
+    (tmp_path / "cluster.toml").write_text('[network]\nnode_cidr = "10.0.0.0/24"\n\n[[nodes]]\nname = "a"\n\n[[nodes]]\n'
+                                           'name = "b"\n[dns]\ntoken = "s3cr3t-token"\n')
+    (tmp_path / "extra.json").write_text('{"dns": {"token": "other"}, "x": 1}')
+    cluster = load_cluster_vars([tmp_path / "cluster.toml", tmp_path / "extra.json"])
+    assert cluster.data["dns"] == {"token": "other"} and cluster.data["nodes"][1] == {"name": "b"}
+    assert cluster.locate(("network", "node_cidr")) == ("cluster.toml", 2)
+    assert cluster.locate(("nodes", 1, "name")) == ("cluster.toml", 8)
+    assert cluster.locate(("dns", "token"))[1] is None  # replaced by extra.json, which has no line numbers
+
+
+def test_bad_toml_names_file_and_line_without_values(tmp_path):
+    (tmp_path / "cluster.toml").write_text('[dns]\ntoken = "s3cr3t\nx = 1\n')
+    cluster = load_cluster_vars([tmp_path / "cluster.toml"])
+    [finding] = cluster.findings
+    assert finding.file == "cluster.toml" and finding.line == 2 and "s3cr3t" not in finding.render()
+
+
+def test_own_only_checks_only_the_collections_keys(tmp_path):
+    path = write(tmp_path, "cloudflare_token: 5\nnode_cidr: not-a-cidr\ntfstate_url: ftp://x\ntfstate_pasword: x\n")
+    with pytest.raises(ClusterVarsError) as info:
+        load_and_validate([path], own_only=True)
+    out = str(info.value)
+    assert "cloudflare_token" not in out and "node_cidr" not in out
+    assert "tfstate_url" in out and "likely a misspelling of 'tfstate_password'" in out
