@@ -53,6 +53,7 @@ UNDEFINED_MODES = {
     "debug": jinja2.DebugUndefined, "strict": jinja2.StrictUndefined,
 }
 OWN_UNDEFINED = "strict-chainable"
+FOLLOW_ON_ERROR = "default factory uses validated data, but at least one validation error occurred"
 # Import names whose pip package has another name.
 PACKAGE_NAMES = {"yaml": "PyYAML", "ruamel": "ruamel.yaml", "dateutil": "python-dateutil", "git": "GitPython"}
 
@@ -318,7 +319,10 @@ def plugin_problems(spec: str, exc: BaseException, root: Path, import_paths: lis
     if len(lines) == 1:
         return [TemplateProblem(where, None, f"{exc.__class__.__name__}: {lines[0]}")]
     head = lines[0].rstrip(":")
-    return [TemplateProblem(where, None, f"{head}: {line.strip()}") for line in lines[1:]]
+    details = [line.strip() for line in lines[1:]]
+    # pydantic's follow-on errors ("The default factory uses validated data, ...") only repeat that others occurred.
+    details = [line for line in details if FOLLOW_ON_ERROR not in line] or details
+    return [TemplateProblem(where, None, f"{head}: {line}") for line in details]
 
 
 def _display_path(path: Path, root: Path) -> str:

@@ -47,6 +47,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     load_and_validate,
     load_cluster_vars,
     load_schema,
+    scrub,
     secret_keys,
     secret_values,
     with_defaults,
@@ -55,7 +56,13 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import ato
 from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError, RenderResult, UndefinedUse, render_tree
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import (
+    RenderError,
+    RenderResult,
+    TemplateProblem,
+    UndefinedUse,
+    render_tree,
+)
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
     SECRET_FILE_PATTERN,
     SOPS_CONFIG_NAME,
@@ -183,6 +190,7 @@ class Plan:
 
     def diff(self) -> list[dict[str, str]]:
         diffs = []
+        secrets = secret_values(self.cluster.data)
         for item in self.files:
             if item.state == "unchanged" or (item.path == SOPS_CONFIG_NAME and item.content is None):
                 continue
@@ -193,10 +201,17 @@ class Plan:
                     "before_header": f"{item.path} (encrypted)", "after_header": f"{item.path} (encrypted): keys changed",
                     "before": before, "after": after,
                 })
+            elif item.plaintext_ignored:
+                hidden = "(plaintext, gitignored: holds secret values, not shown)\n"
+                diffs.append({
+                    "before_header": item.path, "after_header": f"{item.path} (plaintext, gitignored, 0600)",
+                    "before": "" if item.before is None else hidden, "after": hidden,
+                })
             else:
+                # A plain file holds no secret (configure checked); masking short values too costs nothing.
                 diffs.append({
                     "before_header": item.path, "after_header": item.path,
-                    "before": _text_for_diff(item.before), "after": _text_for_diff(item.content),
+                    "before": scrub(_text_for_diff(item.before), secrets), "after": scrub(_text_for_diff(item.content), secrets),
                 })
         return diffs
 
@@ -428,7 +443,10 @@ def plan(options: ConfigureOptions) -> Plan:
     except re.error as exc:
         raise ConfigureError(f"secret_pattern {options.secret_pattern!r} is not a valid regular expression ({exc})") from None
     bytecode = cache_path.parent / "bytecode" if cache_path else None
-    result = render_tree(layout.settings, data, root, bytecode_dir=bytecode)
+    try:
+        result = render_tree(layout.settings, data, root, bytecode_dir=bytecode)
+    except RenderError as exc:
+        raise RenderError([locate_plugin_problem(problem, cluster) for problem in exc.problems]) from None
     if options.builtin_templates and wants_builtin_infrastructure(cluster):
         # The collection's infrastructure layer fills only the paths the repository does not render itself.
         builtin = render_tree(builtin_settings(root), with_defaults(cluster.data, load_schema()), root,
@@ -447,6 +465,37 @@ def plan(options: ConfigureOptions) -> Plan:
                                 "force = true (makejinja would not overwrite them either)")
     planned.cache_data["validated"] = validation
     return planned
+
+
+_PLUGIN_FINDING = re.compile(r"^(?P<head>.*?): (?P<loc>[A-Za-z_][\w-]*(?:(?:\.|\[)[\w-]+\]?)*): (?P<message>.+)$")
+
+
+def locate_plugin_problem(problem: TemplateProblem, cluster: ClusterVars) -> TemplateProblem:
+    """A plugin's validation error that names a key path (``nodes.0.mac_addr: ...``) is shown at that key's file and line."""
+    if not problem.template.startswith("plugin "):
+        return problem
+    match = _PLUGIN_FINDING.match(problem.message)
+    if match is not None:
+        file, line = _locate_dotted(match["loc"], cluster)
+        if line is not None:
+            return TemplateProblem(str(file), line, f"{match['loc']}: {match['message']} (found by the repository's {problem.template})")
+    # Else the first key path the message names, e.g. "address ... is used by both gateways.internal and nodes[0].address".
+    head, _sep, message = problem.message.partition(": ")
+    for candidate in _KEY_PATH.findall(message if _sep else head):
+        file, line = _locate_dotted(candidate, cluster)
+        if line is not None:
+            return TemplateProblem(str(file), line, f"{message or head} (found by the repository's {problem.template})")
+    return problem
+
+
+_KEY_PATH = re.compile(r"\b[A-Za-z_]\w*(?:\.\w+|\[\d+\])+(?:\.\w+)*")
+
+
+def _locate_dotted(dotted: str, cluster: ClusterVars) -> tuple[str | None, int | None]:
+    path = tuple(int(part) if part.isdigit() else part for part in re.split(r"[.\[\]]+", dotted) if part)
+    if not path or path[0] not in cluster.data:
+        return None, None
+    return cluster.locate(path)
 
 
 def undefined_message(uses: list[UndefinedUse], strict: bool) -> str:

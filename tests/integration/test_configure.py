@@ -167,7 +167,6 @@ def test_schema_and_semantic_errors_come_back_at_once(make_repo):
         "cluster.yaml:5: cluster_pod_cidr",
         "cluster.yaml:6: repository_name: has the wrong form",
         "cluster.yaml:9: cloudflare_tokn: unknown key, likely a misspelling of 'cloudflare_token'",
-        "cloudflare_token: required key 'cloudflare_token' is missing",
         "cluster.yaml:10: tfstate_password: must be a string, but YAML read it as a number",
         "cluster.yaml:11: proxmox_api_token_id: has the wrong form",
         "cluster.yaml:12: proxmox_api_token_secret: must not be empty",
