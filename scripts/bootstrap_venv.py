@@ -64,7 +64,7 @@ def venv_version() -> str | None:
 
 def ensure_venv() -> None:
     """The venv runs the Python this script runs on (`make PYTHON=python3.13` gives a 3.13 venv)."""
-    wanted = "%d.%d" % sys.version_info[:2]
+    wanted = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if venv_python().exists():
         found = venv_version()
         if found == wanted:

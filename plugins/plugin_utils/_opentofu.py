@@ -348,6 +348,21 @@ def state_address(workdir: Path) -> str | None:
     return match.group(1) if match else None
 
 
+BUILTIN_BACKEND_MARK = "# Rendered by cluster.secrets from tfstate_url"
+
+
+def address_fix(options: TofuOptions) -> str:
+    """Where the state address comes from, so a message sends the user to the right place to fix it."""
+    try:
+        text = (options.workdir / BACKEND_FILE).read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    if BUILTIN_BACKEND_MARK in text:
+        return "fix tfstate_url / cloudflare_domain in the cluster vars"
+    return (f"the address is set by the repository's own {options.tofu_dir}/{BACKEND_FILE} (or the template it is "
+            "rendered from): fix it there")
+
+
 # ---------------------------------------------------------------------------- running the binary
 
 
@@ -431,7 +446,7 @@ def failure_message(options: TofuOptions, run: Run, command: str) -> OpenTofuErr
                    f"or release a stale lock with `tofu force-unlock <ID>` in {options.tofu_dir}, then `{infra}`.")
     elif cause == "unreachable":
         message = (f"{where} failed: backend unreachable: {address} did not answer ({detail}). Deploy the state backend "
-                   f"(see docs/opentofu.md) or fix tfstate_url / cloudflare_domain, then run `{infra}`.")
+                   f"(see docs/opentofu.md) or {address_fix(options)}, then run `{infra}`.")
     elif cause == "config":
         message = (f"{where} failed: configuration invalid ({detail}). Fix the .tf files (their templates or cluster.yaml), "
                    f"run configure, then `{infra}`.")

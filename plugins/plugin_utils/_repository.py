@@ -52,6 +52,8 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     secret_values,
     with_defaults,
 )
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import SCHEMA_DIR as CUE_SCHEMA_DIR
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import run_cue
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, atomic_write_many, private_tempfile
 from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
@@ -337,6 +339,12 @@ def load_template_data(options: ConfigureOptions, validated: bool = False) -> tu
             raise ClusterVarsError(cluster.findings)
     else:
         cluster = load_and_validate(layout.vars_files, known_keys=options.known_keys, own_only=layout.makejinja)
+        findings, warnings = run_cue(options.root, layout.vars_files, options.environ)
+        layout.warnings += warnings
+        if findings:
+            for finding in findings:
+                finding.file, finding.line = finding.file or None, finding.line or cluster.locate(finding.path)[1]
+            raise ClusterVarsError(findings)
     if not layout.makejinja:
         return cluster, with_defaults(cluster.data, load_schema())
     data = copy.deepcopy(cluster.data)
@@ -517,7 +525,8 @@ def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
     if key is None:
         return None
     digest = hmac.new(key, b"cluster.secrets validation v2", hashlib.sha256)
-    for path in (*options.vars_files, SCHEMA_PATH, Path(_cluster_vars_module.__file__)):
+    cue_schemas = sorted((options.root / CUE_SCHEMA_DIR).glob("*.cue"))
+    for path in (*options.vars_files, *cue_schemas, SCHEMA_PATH, Path(_cluster_vars_module.__file__)):
         try:
             content = Path(path).read_bytes()
         except OSError:

@@ -300,3 +300,12 @@ def test_plan_output_is_scrubbed_and_apply_only_when_changes(workdir, monkeypatc
     workdir.command, workdir.confirm = "apply", "apply"
     applied = run_opentofu(workdir)
     assert applied.changed and (workdir.workdir / "applied").exists() and "Apply complete!" in applied.stdout
+
+
+def test_unreachable_backend_points_to_where_the_address_is_set(tmp_path):
+    options = _opentofu.TofuOptions(root=tmp_path)
+    options.workdir.mkdir(parents=True)
+    (options.workdir / "backend.tf").write_text('terraform {\n  backend "http" {\n    address = "https://x/state"\n  }\n}\n')
+    assert "repository's own infrastructure/tofu/backend.tf" in _opentofu.address_fix(options)
+    (options.workdir / "backend.tf").write_text(_opentofu.BUILTIN_BACKEND_MARK + " (default: ...)\n")
+    assert _opentofu.address_fix(options) == "fix tfstate_url / cloudflare_domain in the cluster vars"

@@ -137,10 +137,10 @@ def test_plugin_missing_package_and_too_new_syntax_are_named(tmp_path):
 def test_copy_metadata_and_copied_files_keep_template_modes(tmp_path):
     makejinja_repo(tmp_path, {"templates/config/run.sh.j2": "echo #{ 1 }#\n", "templates/config/plain.sh": "echo 2\n",
                               "templates/config/other.yaml.j2": "a: 1\n"}, extra="copy_metadata = true\n")
-    os.chmod(tmp_path / "templates/config/run.sh.j2", 0o750)
-    os.chmod(tmp_path / "templates/config/plain.sh", 0o700)
+    os.chmod(tmp_path / "templates/config/run.sh.j2", 0o700)
+    os.chmod(tmp_path / "templates/config/plain.sh", 0o600)
     os.chmod(tmp_path / "templates/config/other.yaml.j2", 0o640)
-    assert render(tmp_path).modes == {"run.sh": 0o750, "plain.sh": 0o700, "other.yaml": 0o640}
+    assert render(tmp_path).modes == {"run.sh": 0o700, "plain.sh": 0o600, "other.yaml": 0o640}
 
 
 def test_force_false_keeps_existing_outputs(tmp_path):
