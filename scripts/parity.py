@@ -81,6 +81,7 @@ class Entry:
     status: str
     detail: str = ""
     complete: bool = True  # False when the file could not be decrypted
+    rendered: bool = True  # False for a file of the repository that makejinja left as it was
 
 
 @dataclass
@@ -108,7 +109,8 @@ class Comparison:
         return all(entry.complete for entry in self.entries)
 
     def summary(self) -> str:
-        return (f"compared {len(self.entries)} files: {self.count(IDENTICAL, SECRET_IDENTICAL)} identical "
+        rendered = sum(1 for entry in self.entries if entry.rendered)
+        return (f"compared {len(self.entries)} files ({rendered} rendered by makejinja): {self.count(IDENTICAL, SECRET_IDENTICAL)} identical "
                 f"({self.count(SECRET_IDENTICAL)} secrets identical after decryption), {self.count(DIFFERENT)} different, "
                 f"{self.count(ONLY_MAKEJINJA)} only in makejinja, {self.count(ONLY_CONFIGURE)} only in configure, "
                 f"{len(self.modes)} mode differences")
@@ -120,7 +122,7 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "compared": len(self.entries), "identical": self.count(IDENTICAL, SECRET_IDENTICAL),
+            "compared": len(self.entries), "rendered": sum(1 for entry in self.entries if entry.rendered), "identical": self.count(IDENTICAL, SECRET_IDENTICAL),
             "secrets_identical": self.count(SECRET_IDENTICAL), "different": self.count(DIFFERENT),
             "only_in_makejinja": self.count(ONLY_MAKEJINJA), "only_in_configure": self.count(ONLY_CONFIGURE),
             "mode_differences": len(self.modes), "same": self.same,
@@ -275,7 +277,9 @@ def compare_trees(a: Path, b: Path, decrypt: Decrypt, original: Path | None = No
             result.entries.append(Entry(rel, ONLY_CONFIGURE))
         else:
             rendered = rendered_by_makejinja(rel, left[rel], original)
-            result.entries.append(compare_file(rel, left[rel], right[rel], decrypt, rendered))
+            entry = compare_file(rel, left[rel], right[rel], decrypt, rendered)
+            entry.rendered = rendered
+            result.entries.append(entry)
             if not left[rel].is_symlink() and not right[rel].is_symlink() and file_mode(left[rel]) != file_mode(right[rel]):
                 result.modes.append(ModeDifference(rel, f"{file_mode(left[rel]):04o}", f"{file_mode(right[rel]):04o}"))
     return result
@@ -322,7 +326,11 @@ def makejinja_command(args: argparse.Namespace) -> list[str]:
         if not cmd:
             raise ParityError("--makejinja: the command is empty")
         return cmd
-    return [args.python or sys.executable, "-m", "makejinja"]
+    python = args.python or sys.executable
+    # makejinja runs inside the copy: a relative path to the interpreter is taken from where parity was started.
+    if os.sep in python and not os.path.isabs(python):
+        python = os.path.abspath(python)
+    return [python, "-m", "makejinja"]
 
 
 def run_makejinja(args: argparse.Namespace, tree: Path) -> None:

@@ -110,7 +110,7 @@ def test_configure_renders_what_makejinja_renders(makejinja_repo, tmp_path):
     result = run_script(makejinja_repo, scratch)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0] == (
-        "compared 9 files: 9 identical (1 secrets identical after decryption), 0 different, "
+        "compared 9 files (3 rendered by makejinja): 9 identical (1 secrets identical after decryption), 0 different, "
         "0 only in makejinja, 0 only in configure, 0 mode differences")
     assert TOKEN not in result.stdout + result.stderr
     assert list(scratch.iterdir()) == []
@@ -182,7 +182,7 @@ def test_a_planted_difference_is_reported_by_key_path_never_by_value(tmp_path):
         "same.txt": ("identical", ""),
     }
     assert [(m.path, m.makejinja, m.configure) for m in comparison.modes] == [("same.txt", "0644", "0600")]
-    assert comparison.summary() == ("compared 5 files: 1 identical (0 secrets identical after decryption), 2 different, "
+    assert comparison.summary() == ("compared 5 files (5 rendered by makejinja): 1 identical (0 secrets identical after decryption), 2 different, "
                                     "1 only in makejinja, 1 only in configure, 1 mode differences")
     shown = "\n".join(comparison.lines()) + json.dumps(comparison.as_dict())
     assert "mode differs       same.txt  (makejinja 0644, configure 0600)" in shown
