@@ -1,6 +1,6 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Loading and validating cluster.yaml / nodes.yaml.
+"""Loading and validating the cluster vars (cluster.yaml / nodes.yaml, cluster.toml, any YAML/TOML/JSON data file).
 
 Values are data: they are parsed with a safe YAML loader and never passed through
 a template engine. Every problem is collected (schema, semantics, likely typos)

@@ -209,7 +209,8 @@ def repository_layout(root: Path, *, cluster_file: Path | None = None, nodes_fil
     return RepositoryLayout(settings, files, config is not None, warnings)
 
 
-def builtin_settings(root: Path) -> RenderSettings:
-    """Settings for the collection's own templates (the infrastructure layer), rendered with cluster-template's conventions."""
+def builtin_settings(root: Path, exclude_patterns: list[str] | None = None) -> RenderSettings:
+    """Settings for the collection's own templates (the infrastructure layer), rendered with cluster-template's
+    conventions; ``exclude_patterns`` (configure's own option) apply to them too."""
     return RenderSettings(inputs=[BUILTIN_TEMPLATES], output=Path(root).resolve(), undefined=OWN_UNDEFINED, force=True,
-                          search_root=False)
+                          search_root=False, exclude_patterns=list(exclude_patterns or []))

@@ -1,17 +1,18 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Rendering a template tree in memory, following makejinja's conventions.
+"""Rendering a template tree in memory, exactly as makejinja does.
 
-- delimiters ``#{ }#``, ``#% %#`` and comments ``#| ... #|`` unless makejinja.toml says otherwise;
-- the ``.j2`` suffix is stripped, other files are copied as they are;
-- several input folders are layered; for one output path the first input that has it wins
-  (makejinja's rule), and the collection's built-in templates come last;
-- ``exclude_patterns`` are matched like makejinja (``Path.match``);
-- a plugin class (``filters()``, ``functions()``, ``data()``, ``tests()``) is loaded from
-  ``import_paths`` / ``loaders``; ``makejinja`` itself need not be installed;
-- an undefined variable is an error that names the template and line.
+- the settings come from ``_makejinja`` (a repository's makejinja.toml, or cluster-template's
+  conventions for a repository without one: ``#{ }#``, ``#% %#``, ``#| #|``, suffix ``.j2``);
+- for one output path the first input that has it wins; excluded files are never parsed; files
+  without the template suffix are copied byte for byte; empty output is not written;
+- plugin classes load as makejinja loads them (``makejinja`` itself need not be installed), and a
+  failing plugin becomes one problem per line of its message, never a traceback;
+- ``undefined`` follows makejinja's four modes (ours, for repositories without makejinja.toml, is
+  strict but chainable), and every undefined value printed into a file is recorded with its
+  template and line, so a silently empty secret can be reported.
 
-Nothing is written here: the result is a mapping of output paths to bytes.
+Nothing is written here: the result maps output paths to bytes, with the modes makejinja would give.
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
 changes at any time. Do not use it from other collections or roles.
@@ -30,7 +31,7 @@ import sys
 import tomllib
 import traceback
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -402,12 +403,11 @@ def _environment(settings: RenderSettings, root: Path, sink: list[UndefinedUse],
 
 
 def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *,
-                bytecode_dir: Path | None = None, skip: Iterable[str] = ()) -> RenderResult:
+                bytecode_dir: Path | None = None) -> RenderResult:
     """Render every template as makejinja would; raise RenderError listing all problems.
 
     Nothing is written: the result maps output paths (relative to ``root``) to bytes. ``data`` is what
-    makejinja's ``data`` files hold; plugins may add to it. ``skip`` are output paths already rendered
-    by another layer. ``bytecode_dir`` caches compiled templates between runs (keyed by source checksum).
+    makejinja's ``data`` files hold; plugins may add to it. ``bytecode_dir`` caches compiled templates between runs (keyed by source checksum).
     """
     root = Path(root).resolve()
     result = RenderResult()
@@ -434,7 +434,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
                     problems += plugin_problems(spec, exc, root, settings.import_paths)
             if problems:
                 raise RenderError(problems)
-            done = set(skip)
+            done: set[str] = set()
             for base, rel in _template_files(settings, path_filters):
                 _render_file(settings, env, base, rel, root, done, result, problems)
     finally:

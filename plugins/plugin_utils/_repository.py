@@ -361,9 +361,17 @@ INFRASTRUCTURE_KEYS = ("cf_account_id", "tfstate_password", "tfstate_url", "prox
                        "proxmox_api_token_id", "proxmox_api_token_secret")
 
 
-def wants_builtin_infrastructure(cluster: ClusterVars) -> bool:
-    """The built-in OpenTofu layer belongs only where the cluster vars set infrastructure fields."""
-    return any(cluster.data.get(key) not in (None, "") for key in INFRASTRUCTURE_KEYS)
+BUILTIN_LAYER_DIR = "infrastructure"
+BUILTIN_LAYER_FILES = ("infrastructure/secrets.sops.yaml", "infrastructure/tofu/backend.tf")
+
+
+def wants_builtin_infrastructure(cluster: ClusterVars, root: Path, rendered: Iterable[str]) -> bool:
+    """The built-in OpenTofu layer belongs where the cluster vars set infrastructure fields (or an earlier run
+    wrote it), and never in a repository that renders an infrastructure layer of its own."""
+    if any(PurePosixPath(path).parts[:1] == (BUILTIN_LAYER_DIR,) for path in rendered):
+        return False
+    configured = any(cluster.data.get(key) not in (None, "") for key in INFRASTRUCTURE_KEYS)
+    return configured or any((root / path).is_file() for path in BUILTIN_LAYER_FILES)
 
 
 def check_rendered_yaml(rendered: Mapping[str, bytes], secret_re: re.Pattern[str]) -> list[Finding]:
@@ -372,7 +380,8 @@ def check_rendered_yaml(rendered: Mapping[str, bytes], secret_re: re.Pattern[str
         if sops_format(path) != "yaml":
             continue
         try:
-            for _doc in yaml.load_all(content, Loader=_YamlLoader):
+            # Syntax only: a tag PyYAML cannot construct (such as the plain scalar `=`) is still valid YAML.
+            for _node in yaml.compose_all(content, Loader=_YamlLoader):
                 pass
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -455,10 +464,9 @@ def plan(options: ConfigureOptions) -> Plan:
         result = render_tree(layout.settings, data, root, bytecode_dir=bytecode)
     except RenderError as exc:
         raise RenderError([locate_plugin_problem(problem, cluster) for problem in exc.problems]) from None
-    if options.builtin_templates and wants_builtin_infrastructure(cluster):
-        # The collection's infrastructure layer fills only the paths the repository does not render itself.
-        builtin = render_tree(builtin_settings(root), with_defaults(cluster.data, load_schema()), root,
-                              bytecode_dir=bytecode, skip=[*result.files, *result.kept])
+    if options.builtin_templates and wants_builtin_infrastructure(cluster, root, [*result.files, *result.kept]):
+        builtin = render_tree(builtin_settings(root, options.exclude_patterns), with_defaults(cluster.data, load_schema()),
+                              root, bytecode_dir=bytecode)
         result.files.update(builtin.files)
         result.modes.update(builtin.modes)
     if result.undefined and options.undefined == "strict":

@@ -173,11 +173,21 @@ def test_data_files_and_vars_files(tmp_path):
     assert [p.name for p in explicit] == ["elsewhere.yaml", "a.toml", "b.json"]
 
 
-def test_builtin_layer_fills_only_paths_the_repository_does_not_render(tmp_path):
+def test_builtin_layer_only_where_it_belongs(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import wants_builtin_infrastructure
+
     data = {"tfstate_url": "https://state.example/x", "infrastructure_enabled": False}
-    result = render_tree(builtin_settings(tmp_path), data, tmp_path, skip=["infrastructure/tofu/backend.tf"])
-    assert "infrastructure/tofu/backend.tf" not in result.files
-    assert "infrastructure/secrets.sops.yaml" in result.files
+    result = render_tree(builtin_settings(tmp_path, ["backend.tf.j2"]), data, tmp_path)
+    assert "infrastructure/tofu/backend.tf" not in result.files and "infrastructure/secrets.sops.yaml" in result.files
+    configured, bare = ClusterVars(data={"tfstate_password": "x"}), ClusterVars(data={"node_cidr": "10.0.0.0/24"})
+    assert wants_builtin_infrastructure(configured, tmp_path, ["kubernetes/a.yaml"])
+    assert not wants_builtin_infrastructure(bare, tmp_path, ["kubernetes/a.yaml"])
+    # A repository with an infrastructure layer of its own keeps it whole.
+    assert not wants_builtin_infrastructure(configured, tmp_path, ["infrastructure/tofu/main.tf"])
+    # A repository where an earlier run wrote the layer keeps it managed (so the guard protects its secrets).
+    tree(tmp_path, {"infrastructure/secrets.sops.yaml": "x: 1\n"})
+    assert wants_builtin_infrastructure(bare, tmp_path, [])
 
 
 def test_rendering_outside_the_repository_is_refused(tmp_path):
@@ -185,3 +195,14 @@ def test_rendering_outside_the_repository_is_refused(tmp_path):
                     "in/x.j2": "x\n"})
     with pytest.raises(RenderError, match="outside the repository"):
         render(tmp_path)
+
+
+def test_rendered_yaml_check_is_about_syntax_only():
+    import re
+
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import check_rendered_yaml
+
+    pattern = re.compile(r"\.sops\.")
+    assert check_rendered_yaml({"a.yaml": b"matchers:\n  - name: severity\n    matchType: =\n"}, pattern) == []
+    [finding] = check_rendered_yaml({"b.yaml": b"a: [1\n"}, pattern)
+    assert finding.file == "b.yaml" and "does not parse" in finding.message
