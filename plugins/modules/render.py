@@ -75,7 +75,7 @@ options:
         renders an empty secret.
       - V(warn) lists every such value (template, line, variable name; never a value) in one warning.
       - V(strict) makes them an error before anything is written. Tests such as C(if node.secureboot) are not
-        affected: they follow C(makejinja.toml)'s C(undefined) setting as in makejinja.
+        affected, they follow C(makejinja.toml)'s C(undefined) setting as in makejinja.
     type: str
     choices: [warn, strict]
     default: warn
@@ -146,7 +146,7 @@ plaintext_gitignored:
   type: list
   elements: str
 undefined_printed:
-  description: Undefined values printed into rendered files, as C(template:line: name); never a value.
+  description: Undefined values printed into rendered files, each as C(template:line) and the variable name; never a value.
   returned: success
   type: list
   elements: str

@@ -190,7 +190,7 @@ def _load_one(path: Path) -> tuple[Any, dict[KeyPath, int], list[Finding]]:
             return tomllib.loads(text), toml_key_lines(text), []
         except tomllib.TOMLDecodeError as exc:
             line = getattr(exc, "lineno", None) or _toml_error_line(str(exc))
-            problem = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(exc).split(" (at ")[0])
+            problem = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(exc).split(" (at ", maxsplit=1)[0])
             return None, {}, [Finding((), f"invalid TOML ({problem})", label, line, "fix the syntax")]
     if path.suffix == ".json":
         try:

@@ -207,7 +207,7 @@ def test_ignored_paths_asks_git_once(git_repo, monkeypatch):
 
     def counting_run(cmd, **kwargs):
         calls.append(cmd)
-        return real_run(cmd, **kwargs)
+        return real_run(cmd, check=kwargs.pop("check", False), **kwargs)
 
     monkeypatch.setattr(_gitignore.subprocess, "run", counting_run)
     assert ignored_paths(git_repo, REPO_PATHS) == REPO_IGNORED
@@ -233,7 +233,7 @@ def test_ignored_paths_without_a_work_tree_reads_gitignore(tmp_path, isolated_gi
     root = write_tree(tmp_path / "plain", REPO_FILES)
     calls: list[list[str]] = []
     real_run = subprocess.run
-    monkeypatch.setattr(_gitignore.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or real_run(cmd, **kw))
+    monkeypatch.setattr(_gitignore.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or real_run(cmd, check=kw.pop("check", False), **kw))
     assert ignored_paths(root, REPO_PATHS) == REPO_IGNORED
     assert len(calls) == 1  # git was asked, said "not a git repository", and the fallback answered
 

@@ -155,8 +155,8 @@ def test_force_false_keeps_existing_outputs(tmp_path):
 def test_unsupported_and_unknown_keys_are_named(tmp_path):
     makejinja_repo(tmp_path, {}, extra='exec_pre = ["rm -rf /"]\nclean = true\nskip_empty = true\n')
     warnings = repository_layout(tmp_path).warnings
-    assert [w.split(" is ")[0] for w in warnings] == ["makejinja.toml: makejinja.exec_pre", "makejinja.toml: makejinja.clean",
-                                                       "makejinja.toml: makejinja.skip_empty"]
+    expected = ["makejinja.toml: makejinja.exec_pre", "makejinja.toml: makejinja.clean", "makejinja.toml: makejinja.skip_empty"]
+    assert [w.split(" is ")[0] for w in warnings] == expected
 
 
 def test_data_files_and_vars_files(tmp_path):
