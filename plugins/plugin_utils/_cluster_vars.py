@@ -14,11 +14,15 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import base64
+import html
 import ipaddress
 import itertools
 import json
+import os
 import re
+import stat
 import tomllib
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +104,52 @@ def format_findings(findings: list[Finding], title: str = "cluster vars") -> str
     return "\n".join([head] + [f"  - {f.render()}" for f in findings])
 
 
+# Bounds on what a vars file may ask of the loader: a few kilobytes are normal, nesting is shallow,
+# anchors are rare. A file past them is refused with its line, never loaded (alias bombs, endless nesting).
+MAX_VARS_BYTES = 4 * 1024 * 1024
+MAX_ALIASES = 200
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 100_000
+
+
+class InputLimitError(yaml.MarkedYAMLError):
+    """A vars file that is past one of the loader's bounds."""
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that also records the line of every key and rejects duplicate keys."""
+    """A safe loader that also records the line of every key and rejects duplicate keys, alias bombs,
+    recursive aliases and excessive nesting (before any of it is built in memory)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+        self._open_anchors: set[str] = set()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise InputLimitError(None, None, f"more than {MAX_ALIASES} aliases (*name): refused, as an alias bomb would be",
+                                      event.start_mark)
+            if event.anchor in self._open_anchors:
+                raise InputLimitError(None, None, f"the alias *{event.anchor} refers to a node that contains it",
+                                      event.start_mark)
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise InputLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor:
+            self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor:
+                self._open_anchors.discard(anchor)
 
 
 def _walk_nodes(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], duplicates: list[tuple[KeyPath, int]]) -> None:
@@ -122,18 +170,47 @@ def _walk_nodes(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], dupli
             _walk_nodes(item, child, lines, duplicates)
 
 
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document has once every alias is expanded, computed on the composed graph
+    (where an alias is a shared node) without expanding anything."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if children_done:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(child), 0) for child in children), MAX_EXPANDED_NODES + 1)
+        else:
+            stack.append((node, True))
+            stack += [(child, False) for child in children if id(child) not in sizes]
+    return sizes[id(root)]
+
+
 def load_yaml_with_lines(text: str, label: str) -> tuple[Any, dict[KeyPath, int], list[Finding]]:
     """Parse one YAML document; return the data, the line of every key, and problems (no values)."""
     findings: list[Finding] = []
-    loader = _LineLoader(text)
+    loader: _LineLoader | None = None
     try:
+        loader = _LineLoader(text)
         node = loader.get_single_node()
         if node is None:
             return {}, {}, findings
+        size = _expanded_size(node)
+        if size > MAX_EXPANDED_NODES:
+            raise InputLimitError(None, None, f"aliases would expand it to more than {MAX_EXPANDED_NODES} values "
+                                  "(an alias bomb)", node.start_mark)
         lines: dict[KeyPath, int] = {}
         duplicates: list[tuple[KeyPath, int]] = []
         _walk_nodes(node, (), lines, duplicates)
         data = loader.construct_document(node)
+    except InputLimitError as exc:
+        mark = exc.problem_mark
+        findings.append(Finding((), f"refused: {exc.problem}", label, mark.line + 1 if mark else None,
+                                "write the values out; cluster vars need no deep nesting and few aliases"))
+        return None, {}, findings
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -141,11 +218,21 @@ def load_yaml_with_lines(text: str, label: str) -> tuple[Any, dict[KeyPath, int]
         findings.append(Finding((), f"invalid YAML ({problem}, column {mark.column + 1 if mark else '?'})", label, line,
                                 "fix the syntax; quote values that contain ': ', '#', or start with * & ! { [ %"))
         return None, {}, findings
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        findings.append(Finding((), f"invalid YAML (a control character, code {exc.character!r:.12}, that YAML does not allow)",
+                                label, line, "remove it; to put such a character in a value, write it as an escape in double quotes"))
+        return None, {}, findings
     except yaml.YAMLError as exc:
         findings.append(Finding((), f"invalid YAML ({exc.__class__.__name__})", label, None))
         return None, {}, findings
+    except RecursionError:
+        findings.append(Finding((), f"refused: nested too deeply to read (more than {MAX_DEPTH} levels)", label, None,
+                                "cluster vars need no deep nesting"))
+        return None, {}, findings
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     for path, line in duplicates:
         findings.append(Finding(path, "this key is defined more than once; only the last one would count", label, line,
                                 "keep one definition"))
@@ -178,26 +265,81 @@ def toml_key_lines(text: str) -> dict[KeyPath, int]:
     return lines
 
 
+def read_vars_text(path: Path, label: str) -> tuple[str | None, list[Finding]]:
+    """The text of a vars file: a regular file (never a FIFO or a device), at most MAX_VARS_BYTES, UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return None, [Finding((), f"cannot open the file ({exc.strerror or exc.__class__.__name__})", label, None,
+                              "check the path and its permissions")]
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, [Finding((), "is not a regular file (a folder, pipe or device); refused", label, None,
+                                  "point the cluster vars at a plain file")]
+        if info.st_size > MAX_VARS_BYTES:
+            return None, [Finding((), f"is {info.st_size} bytes, more than the {MAX_VARS_BYTES} a vars file may have; refused",
+                                  label, None, "check that this is the right file")]
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_VARS_BYTES + 1)
+    except OSError as exc:
+        return None, [Finding((), f"cannot read the file ({exc.strerror or exc.__class__.__name__})", label, None)]
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_VARS_BYTES:
+        return None, [Finding((), f"is more than {MAX_VARS_BYTES} bytes; refused", label, None, "check that this is the right file")]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return None, [Finding((), "is not UTF-8 text", label, line, "save it as UTF-8")]
+
+
 def _load_one(path: Path) -> tuple[Any, dict[KeyPath, int], list[Finding]]:
     """One vars file (YAML, TOML or JSON) with the line of every key it could locate."""
     label = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, {}, [Finding((), f"cannot read the file ({exc.__class__.__name__})", label, None)]
+    text, problems = read_vars_text(path, label)
+    if text is None:
+        return None, {}, problems
     if path.suffix == ".toml":
         try:
-            return tomllib.loads(text), toml_key_lines(text), []
+            document = tomllib.loads(text)
+        except RecursionError:
+            return None, {}, [Finding((), "refused: nested too deeply to read", label, None, "cluster vars need no deep nesting")]
         except tomllib.TOMLDecodeError as exc:
             line = getattr(exc, "lineno", None) or _toml_error_line(str(exc))
             problem = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(exc).split(" (at ", maxsplit=1)[0])
             return None, {}, [Finding((), f"invalid TOML ({problem})", label, line, "fix the syntax")]
+        if _depth(document) > MAX_DEPTH:
+            return None, {}, [Finding((), f"refused: nested more than {MAX_DEPTH} levels deep", label, None,
+                                      "cluster vars need no deep nesting")]
+        return document, toml_key_lines(text), []
     if path.suffix == ".json":
         try:
-            return json.loads(text), {}, []
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             return None, {}, [Finding((), f"invalid JSON ({exc.msg}, column {exc.colno})", label, exc.lineno, "fix the syntax")]
+        except RecursionError:
+            return None, {}, [Finding((), "refused: nested too deeply to read", label, None, "cluster vars need no deep nesting")]
+        return (data, {}, []) if _depth(data) <= MAX_DEPTH else (
+            None, {}, [Finding((), f"refused: nested more than {MAX_DEPTH} levels deep", label, None, "cluster vars need no deep nesting")])
     return load_yaml_with_lines(text, label)
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
+    """How deeply ``value`` nests, counting no further than ``limit``."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level >= limit:
+            return level
+        if isinstance(item, Mapping):
+            stack += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list):
+            stack += [(child, level + 1) for child in item]
+    return deepest
 
 
 def _toml_error_line(message: str) -> int | None:
@@ -607,11 +749,22 @@ def without_secrets(data: Any, schema: Mapping[str, Any], path: KeyPath = ()) ->
 
 def encoded_forms(value: str) -> list[str]:
     """The ways a value shows up in text: as is, JSON/YAML/HCL-escaped (how Ansible, yaml_quote and
-    terraform print it), with HCL's doubled ``$${``/``%%{``, and base64-encoded."""
+    terraform print it), YAML single-quoted, with HCL's doubled ``$${``/``%%{``, URL-encoded (a password
+    in a DSN), HTML-escaped, and base64-encoded."""
     escaped = json.dumps(value, ensure_ascii=False)[1:-1]
     forms = {value, escaped, json.dumps(value)[1:-1], escaped.replace("${", "$${").replace("%{", "%%{"),
+             value.replace("'", "''"), urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+             urllib.parse.quote(value), html.escape(value), html.escape(value, quote=False),
              base64.b64encode(value.encode("utf-8")).decode("ascii")}
     return sorted(forms, key=len, reverse=True)
+
+
+def secret_fragments(value: str, min_length: int) -> list[str]:
+    """What to look for in a rendered file: the value, and each line of a multi-line value (a key pasted
+    through ``indent()`` shows up line by line), in every encoded form, none shorter than ``min_length``."""
+    parts = [value] + [line.strip() for line in value.splitlines() if line.strip() != value]
+    found = {form for part in parts if len(part) >= min_length for form in encoded_forms(part) if len(form) >= min_length}
+    return sorted(found, key=len, reverse=True)
 
 
 def scrub(text: str, values: Iterable[str]) -> str:

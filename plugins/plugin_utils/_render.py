@@ -8,6 +8,7 @@
   without the template suffix are copied byte for byte; empty output is not written;
 - plugin classes load as makejinja loads them (``makejinja`` itself need not be installed), and a
   failing plugin becomes one problem per line of its message, never a traceback;
+- templates run in Jinja's sandbox (no access to Python internals); plugin classes are trusted code;
 - ``undefined`` follows makejinja's four modes (ours, for repositories without makejinja.toml, is
   strict but chainable), and every undefined value printed into a file is recorded with its
   template and line, so a silently empty secret can be reported.
@@ -38,6 +39,7 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2.sandbox import SandboxedEnvironment
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._quoting import hcl_quote, yaml_quote
 
@@ -378,7 +380,9 @@ def _display_name(base: Path, rel: str, root: Path) -> str:
 def _environment(settings: RenderSettings, root: Path, sink: list[UndefinedUse],
                  bytecode_dir: Path | None) -> jinja2.Environment:
     search = [str(p) for p in settings.inputs if p.is_dir()] + ([str(root)] if settings.search_root else [])
-    env = jinja2.Environment(
+    # Template code runs in Jinja's sandbox: it cannot reach Python internals (``cycler.__init__.__globals__``).
+    # The repository's plugin classes stay trusted code, as under makejinja: their functions are called as they are.
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(search),
         extensions=list(settings.extensions),
         block_start_string=settings.delimiters["block_start"],
@@ -395,7 +399,7 @@ def _environment(settings: RenderSettings, root: Path, sink: list[UndefinedUse],
         keep_trailing_newline=settings.keep_trailing_newline,
         optimized=settings.optimized,
         undefined=recording_undefined(settings.undefined, sink),
-        autoescape=settings.autoescape,  # noqa: S701 - renders YAML/HCL as makejinja does; makejinja.toml decides
+        autoescape=settings.autoescape,
         enable_async=settings.enable_async,
         bytecode_cache=_bytecode_cache(bytecode_dir),
     )

@@ -42,13 +42,15 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     ClusterVars,
     ClusterVarsError,
     Finding,
-    encoded_forms,
     format_findings,
+    format_path,
+    is_placeholder,
+    is_secret_path,
     load_and_validate,
     load_cluster_vars,
     load_schema,
     scrub,
-    secret_keys,
+    secret_fragments,
     secret_values,
     with_defaults,
 )
@@ -89,7 +91,10 @@ except AttributeError:  # pragma: no cover - PyYAML without libyaml
     _YamlLoader = yaml.SafeLoader
 
 
-LEAK_MIN_LENGTH = 8
+# A secret this long or longer is looked for anywhere in a plain file, in every encoded form and line by line;
+# a shorter one only as a whole token, and then as a warning (four characters match by chance too often).
+LEAK_MIN_LENGTH = 6
+SHORT_SECRET_MIN_LENGTH = 3
 
 
 class ConfigureError(Exception):
@@ -361,14 +366,14 @@ INFRASTRUCTURE_KEYS = ("cf_account_id", "tfstate_password", "tfstate_url", "prox
                        "proxmox_api_token_id", "proxmox_api_token_secret")
 
 
-BUILTIN_LAYER_DIR = "infrastructure"
 BUILTIN_LAYER_FILES = ("infrastructure/secrets.sops.yaml", "infrastructure/tofu/backend.tf")
 
 
 def wants_builtin_infrastructure(cluster: ClusterVars, root: Path, rendered: Iterable[str]) -> bool:
     """The built-in OpenTofu layer belongs where the cluster vars set infrastructure fields (or an earlier run
-    wrote it), and never in a repository that renders an infrastructure layer of its own."""
-    if any(PurePosixPath(path).parts[:1] == (BUILTIN_LAYER_DIR,) for path in rendered):
+    wrote it), and never in a repository that renders an infrastructure layer of its own (its own secrets file
+    or backend). A repository that only replaces some built-in files (``providers.tf``) keeps the others."""
+    if set(BUILTIN_LAYER_FILES) & set(rendered):
         return False
     configured = any(cluster.data.get(key) not in (None, "") for key in INFRASTRUCTURE_KEYS)
     return configured or any((root / path).is_file() for path in BUILTIN_LAYER_FILES)
@@ -397,11 +402,16 @@ def check_rendered_yaml(rendered: Mapping[str, bytes], secret_re: re.Pattern[str
 
 
 def find_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars) -> dict[str, Finding]:
-    """Plain files (not encrypted) that hold a secret value from the cluster vars, by path."""
+    """Plain files (not encrypted) that hold a secret value from the cluster vars, by path.
+
+    A value of LEAK_MIN_LENGTH or more is found as is, escaped, URL- or HTML-encoded, base64-encoded, or line by
+    line (an indented multi-line key); a shorter one only as a whole token, reported as a warning finding.
+    """
     schema = load_schema()
-    named = {key: value for key, value in cluster.data.items()
-             if key in secret_keys(schema, cluster.data) and isinstance(value, str)}
-    values = [v for v in secret_values(cluster.data, schema) if len(v) >= LEAK_MIN_LENGTH]
+    names_of = _secret_names(cluster.data, schema)
+    long_values = {v: secret_fragments(v, LEAK_MIN_LENGTH) for v in names_of if len(v.strip()) >= LEAK_MIN_LENGTH}
+    short_values = {v: re.compile(r"(?<![\w.-])" + re.escape(v.strip()) + r"(?![\w.-])")
+                    for v in names_of if SHORT_SECRET_MIN_LENGTH <= len(v.strip()) < LEAK_MIN_LENGTH}
     findings = {}
     for path, content in rendered.items():
         if is_secret_file(path, secret_re):
@@ -409,19 +419,42 @@ def find_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[st
         text = content.decode("utf-8", errors="replace")
         names: list[str] = []
         first_line: int | None = None
-        for value in values:
-            found = next((form for form in encoded_forms(value) if len(form) >= LEAK_MIN_LENGTH and form in text), None)
+        for value, fragments in long_values.items():
+            found = next((form for form in fragments if form in text), None)
             if found is not None:
-                names += sorted(k for k, v in named.items() if v == value) or ["a secret key"]
+                names += names_of[value]
                 line = text[: text.index(found)].count("\n") + 1
                 first_line = line if first_line is None else min(first_line, line)
+        short = sorted({name for value, pattern in short_values.items() if pattern.search(text) for name in names_of[value]})
         if names:
-            findings[path] = Finding((), f"contains the value of {', '.join(sorted(set(names)))} (as is, escaped or base64-encoded) "
-                                         "but is not a secret file and git does not ignore it, so it would be committed "
-                                         "unencrypted", path, first_line,
+            findings[path] = Finding((), f"contains the value of {', '.join(sorted(set(names)))} (as is, escaped, encoded or "
+                                         "line by line) but is not a secret file and git does not ignore it, so it would be "
+                                         "committed unencrypted", path, first_line,
                                      "name the file *.sops.* so it is encrypted, add its path to .gitignore if it must stay "
                                      "plaintext on this machine only, or do not put the secret there")
+        elif short:
+            findings[path] = Finding((), f"contains a word equal to the (short) value of {', '.join(short)}; if that is the "
+                                         "secret, it would be committed unencrypted", path, None,
+                                     "a secret this short is weak: use a longer one, or check the file", severity="warning")
     return findings
+
+
+def _secret_names(data: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Every secret value of the cluster vars with the key paths that hold it (names only ever shown)."""
+    names: dict[str, list[str]] = {}
+
+    def walk(value: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, (*path, index))
+        elif isinstance(value, str) and value.strip() and is_secret_path(path, schema) and not is_placeholder(value):
+            names.setdefault(value, []).append(format_path(path))
+
+    walk(data, ())
+    return names
 
 
 def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars,
@@ -432,7 +465,8 @@ def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[s
     """
     leaks = find_plaintext_leaks(rendered, secret_re, cluster)
     allowed = ignored_paths(root, list(leaks)) if root is not None and leaks else set()
-    return [finding for path, finding in sorted(leaks.items()) if path not in allowed], allowed
+    return [finding for path, finding in sorted(leaks.items()) if path not in allowed], {
+        path for path in allowed if leaks[path].severity == "error"}
 
 
 def _new_file_mode() -> int:
@@ -467,8 +501,11 @@ def plan(options: ConfigureOptions) -> Plan:
     if options.builtin_templates and wants_builtin_infrastructure(cluster, root, [*result.files, *result.kept]):
         builtin = render_tree(builtin_settings(root, options.exclude_patterns), with_defaults(cluster.data, load_schema()),
                               root, bytecode_dir=bytecode)
-        result.files.update(builtin.files)
-        result.modes.update(builtin.modes)
+        for path, content in builtin.files.items():
+            if path not in result.files and path not in result.kept:  # the repository's own file wins
+                result.files[path] = content
+                if path in builtin.modes:
+                    result.modes[path] = builtin.modes[path]
     if result.undefined and options.undefined == "strict":
         raise ConfigureError(undefined_message(result.undefined, strict=True))
     planned = _plan_rendered(options, cluster, result, secret_re, cache_path, cache, keys)
@@ -550,13 +587,14 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, result: Rend
     rendered = result.files
     problems = check_rendered_yaml(rendered, secret_re)
     leaks, ignored_plaintext = check_plaintext_leaks(rendered, secret_re, cluster, root)
-    problems += leaks
+    problems += [finding for finding in leaks if finding.severity == "error"]
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
+    short_leaks = [finding.render() for finding in leaks if finding.severity != "error"]
 
     secret_paths = sorted(p for p in rendered if is_secret_file(p, secret_re))
     files: list[PlannedFile] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(short_leaks)
 
     sops_config_path = root / SOPS_CONFIG_NAME
     if SOPS_CONFIG_NAME in rendered:

