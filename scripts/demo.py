@@ -48,7 +48,9 @@ def show(output: str) -> None:
             continue
         if keep and line.startswith(("PLAY RECAP", "TASK [")):
             keep = False
-        if keep and line.strip() and not line.startswith(("ok:", "}")) and '"msg"' not in line and line.strip() != "]":
+        if keep and line.strip().startswith('"msg": "'):
+            print("   " + line.strip().removeprefix('"msg": ').strip('",'))
+        elif keep and line.strip() and not line.startswith(("ok:", "}")) and '"msg"' not in line and line.strip() != "]":
             print("   " + line.strip().strip('",'))
         if line.startswith("localhost "):
             print("   " + " ".join(line.split()))
@@ -70,6 +72,8 @@ def main() -> int:
     if DEMO.exists():
         shutil.rmtree(DEMO)
     shutil.copytree(EXAMPLE, DEMO)
+    for vars_file in ("cluster.yaml", "nodes.yaml"):  # they hold (fake) secrets: only their owner reads them
+        (DEMO / vars_file).chmod(0o600)
     say("init: an age key, .sops.yaml, .gitignore entries and the schema for editors")
     show(playbook("init"))
     say("configure: validate cluster.yaml, render the templates, encrypt every *.sops.* file")

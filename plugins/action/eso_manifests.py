@@ -14,14 +14,17 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import re
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import load_and_validate
 from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import (
     ExternalSecretsError,
+    MasterSecret,
     apply_gitops,
     build_objects,
     load_master_secrets,
     object_id,
     open_repository,
     plan_gitops,
+    readable_names,
     resolve_settings,
     settings_argument_spec,
+    store_namespaces,
     store_object,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureOptions
@@ -54,7 +57,15 @@ class ActionModule(ActionBase):
                 cluster = load_and_validate(options.vars_files, own_only=options.layout().makejinja)
                 section = cluster.data.get("external_secrets") or {}
             settings = resolve_settings({k: args[k] for k in settings_argument_spec()}, section)
-            objects = build_objects(settings)
+            enabled = settings.enabled or not args["only_when_enabled"]
+            masters: list[MasterSecret] = []
+            repo = None
+            if args["write"] and enabled:
+                # The Role names the Secrets the store may read: the master secrets' names are needed in both modes.
+                # Their values are dropped here (in apply mode eso_master_secrets decrypts them again, no_log).
+                repo = open_repository(options.root, args["age_key_file"], args["sops_binary"])
+                masters = load_master_secrets(repo, settings)
+            objects = build_objects(settings, [m.name for m in masters])
             result.update({
                 "changed": False,
                 "enabled": settings.enabled,
@@ -65,13 +76,16 @@ class ActionModule(ActionBase):
                 "external_secret_ids": [object_id(o) for o in objects if o["kind"] == "ExternalSecret"],
                 "namespaces": [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"],
                 "object_namespaces": sorted({o["metadata"]["namespace"] for o in objects if "namespace" in o["metadata"]}),
+                "readable_secrets": readable_names(settings, [m.name for m in masters]),
+                "store_namespaces": store_namespaces(settings),
             })
+            if not result["readable_secrets"] and settings.provider == "kubernetes" and enabled:
+                result["warnings"] = ["no master secret and no ExternalSecret: the store's service account may read no "
+                                      "Secret, so the store stays not Ready until you add master secrets"]
             if args["only_when_enabled"] and not settings.enabled:
                 result["msg"] = "external_secrets.enabled is not true in cluster.yaml: nothing to do"
                 return result
-            if args["write"] and settings.mode == "gitops":
-                repo = open_repository(options.root, args["age_key_file"], args["sops_binary"])
-                masters = load_master_secrets(repo, settings)
+            if args["write"] and settings.mode == "gitops" and repo is not None:
                 planned = plan_gitops(repo, settings, masters, args["prune"])
                 if not self._task.check_mode:
                     apply_gitops(planned)
@@ -83,8 +97,8 @@ class ActionModule(ActionBase):
                 result["msg"] = (f"{len(summary['created'])} file(s) {verb} created, {len(summary['updated'])} updated, "
                                  f"{summary['unchanged']} unchanged, {len(summary['removed'])} removed under {settings.gitops_path}")
                 if summary["stale"]:
-                    result["warnings"] = [f"{path} is no longer managed; set external_secrets_prune to delete it"
-                                          for path in summary["stale"]]
+                    result.setdefault("warnings", []).extend(
+                        f"{path} is no longer managed; set external_secrets_prune to delete it" for path in summary["stale"])
                 if self._task.diff and planned.changed:
                     result["diff"] = planned.diff()
             else:

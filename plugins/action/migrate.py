@@ -38,15 +38,17 @@ class ActionModule(ActionBase):
                                      args["age_key_file"], args["sops_binary"])
             values = planned.values
             backup = None
-            problem = verify_configure(planned, options) if args["verify"] and planned.changed else None
+            # Also when nothing changed: a rerun must say why configure still stops, not send the user back to migrate.
+            problem = verify_configure(planned, options) if args["verify"] else None
             if not self._task.check_mode:
                 backup = apply_migration(planned, root, args["backup_dir"])
         except (MigrateError, *user_error_types()) as exc:
             failed = failure(result, exc, options)
             failed["msg"] = scrub(failed["msg"], values)
             return failed
+        # "skipped" is a reserved result key (Ansible reads it as a boolean): the keys left alone are "not_migrated".
         for name, status in (("added", "added"), ("replaced", "replaced"), ("unchanged", "unchanged"),
-                             ("skipped", "skipped"), ("conflicts", "conflict")):
+                             ("not_migrated", "skipped"), ("conflicts", "conflict")):
             result[name] = [item.as_dict() for item in planned.by_status(status)]
         result["backup"] = str(backup) if backup else None
         result["changed"] = planned.changed

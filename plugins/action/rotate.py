@@ -37,9 +37,10 @@ class ActionModule(ActionBase):
         lines = outcome.lines(self._task.check_mode)
         result.update(
             changed=outcome.changed or (self._task.check_mode and bool(outcome.files)),
-            files=outcome.files, skipped=outcome.skipped, new_recipient=outcome.new_recipient,
+            # "skipped" is a reserved result key (Ansible reads it as a boolean): the files left alone are "files_skipped".
+            files=outcome.files, files_skipped=outcome.skipped, new_recipient=outcome.new_recipient,
             removed_recipients=outcome.removed_recipients, key_file=outcome.key_file, key_backup=outcome.key_backup,
-            resumed=outcome.resumed, lines=lines, msg="\n".join(lines),
+            resumed=outcome.resumed, stale_key_files=outcome.stale_key_files, lines=lines, msg="\n".join(lines),
         )
         if outcome.warnings:
             result["warnings"] = outcome.warnings

@@ -16,6 +16,17 @@ description:
     git tracks it), decrypts, matches a creation rule and has the recipients of that rule.
   - Files whose data key (C(sops.lastmodified)) is older than O(max_age_days) are reported for rotation.
   - C(.gitignore) covers C(cluster.yaml), C(age.key) and C(*.tfvars); git tracks neither C(cluster.yaml) nor C(age.key).
+    For a pattern such as C(*.tfvars) the files that exist decide (or the folders holding C(*.tf) code), so a
+    C(.gitignore) in a subfolder counts.
+  - No tracked file holds an age private key under any name (C(keys.txt), ...), and no tracked file not named
+    C(*.sops.*) holds a plaintext Kubernetes C(Secret) with values. Tracked files up to 1 MiB, text only.
+  - The git history holds no age private key (a key untracked with C(git rm --cached) is still there); the newest
+    200 commits that added or removed one are searched, within 60 seconds, and the finding says whether the key is
+    still in use.
+  - Temp files an interrupted run left next to a file (C(.<name>.XXXXXXXX.tmp), C(.<name>.cluster-secrets-XXXX.tmp))
+    are reported as stale temp files to delete, not as secrets.
+  - C(cluster.yaml), C(nodes.yaml) and C(cluster.toml) are readable by their owner only (a warning with the
+    C(chmod 600) fix otherwise).
   - sops, age (or pyrage) and OpenTofu or terraform are found, with their versions.
   - With O(recovery_key_file), a recovery test decrypts one file with only that backed-up key.
   - The module never fails because of findings; the doctor role fails when there are errors. Writes nothing.

@@ -17,6 +17,13 @@ description:
     HelmRepository and HelmRelease, store objects, ExternalSecrets, kustomizations) and the master secrets, decrypted
     in memory and re-encrypted with the repository's C(.sops.yaml). A file is written only when its bytes change, an
     encrypted one only when its decrypted content or its recipients change.
+  - Least privilege. The Role lets the store's service account C(get) only the named Secrets (C(resourceNames)),
+    the master secrets (decrypted in memory with O(write) to learn their names; values dropped) and the names the
+    ExternalSecrets ask for; C(list) and C(watch) only when an ExternalSecret uses C(find). The ClusterSecretStore's
+    C(spec.conditions) allow only the namespaces of the ExternalSecrets and O(store_namespaces).
+  - In mode C(gitops), stops without writing anything when O(gitops_path) holds a file this module would write but
+    did not (no C(# Managed by cluster.secrets) header); the repository's own ESO app lives there, and two writers
+    would undo each other on every run. Give the role a folder of its own.
   - Runs on the controller. Use the role C(cluster.secrets.external_secrets) rather than this module directly.
 extends_documentation_fragment:
   - cluster.secrets.repository
@@ -95,6 +102,12 @@ options:
   create_target_namespaces:
     description: Also create the namespaces of the ExternalSecrets. Unset means false.
     type: bool
+  store_namespaces:
+    description:
+      - Namespaces whose ExternalSecrets may use the ClusterSecretStore besides those of O(sync); the store's
+        C(spec.conditions) lists exactly these. With none at all, only the secrets namespace is listed.
+    type: list
+    elements: str
 attributes:
   check_mode:
     description: Supports check mode, reporting what would change without changing it.
@@ -162,6 +175,18 @@ object_namespaces:
   elements: str
 namespaces:
   description: Namespaces the role creates.
+  returned: success
+  type: list
+  elements: str
+readable_secrets:
+  description:
+    - The Secrets the store's service account may C(get) (the Role's C(resourceNames)), the master secrets (read
+      with O(write)) and the names the ExternalSecrets ask for.
+  returned: success
+  type: list
+  elements: str
+store_namespaces:
+  description: The namespaces the ClusterSecretStore's C(spec.conditions) allow.
   returned: success
   type: list
   elements: str

@@ -92,8 +92,10 @@ unchanged:
   returned: success
   type: list
   elements: dict
-skipped:
-  description: Keys not migrated, with the C(reason) (empty, placeholder, not a single value, file not found).
+not_migrated:
+  description:
+    - Keys not migrated, with the C(reason) (empty, placeholder, not a single value, file not found).
+    - Called C(skipped) in earlier versions, a name Ansible reserves (it marked the task as skipped).
   returned: success
   type: list
   elements: dict

@@ -16,10 +16,15 @@ description:
   - C(init) runs only when C(backend.tf) exists and C(tfstate_password) is set and not a C(CHANGE-ME) placeholder;
     otherwise it is skipped with a one-line reason. It is also skipped when nothing changed since the last
     successful init (configuration files, backend settings, binary and credentials), so a rerun reports no change.
-  - An C(init) failure becomes a warning that names the cause (credentials rejected, backend unreachable, lock held,
-    binary missing, configuration invalid) and the next step, unless O(init_required=true).
+  - An C(init) failure becomes a warning that names the cause (credentials rejected, backend unreachable, provider
+    registry unreachable, lock held, binary missing, configuration invalid) and the next step, unless
+    O(init_required=true). The warning is shown once; a rerun that fails the same way with the same binary,
+    configuration and credentials says so in RV(msg) without repeating it (the marker in the data directory remembers
+    it; RV(init_problem) always holds the whole text).
   - C(plan), C(apply) and C(destroy) initialise first when needed; their output is returned with every secret value
     masked. C(apply) and C(destroy) need O(confirm) set to the command's name.
+  - With O(progress=true), the output of C(plan), C(apply) and C(destroy) (and of C(init) when O(init_required=true))
+    is also shown line by line while the binary runs, masked the same way, on standard error.
   - Runs on the controller.
 options:
   cluster_root:
@@ -82,6 +87,13 @@ options:
       - Seconds each run of the binary may take; C(0) means no limit.
     type: int
     default: 1800
+  progress:
+    description:
+      - Show the binary's output while it runs (every secret value masked), on standard error so that a
+        machine-read standard output stays valid.
+      - Applies to C(plan), C(apply), C(destroy), and to C(init) when O(init_required=true).
+    type: bool
+    default: true
 attributes:
   check_mode:
     description: Supports check mode, reporting what would change without changing it.
@@ -150,9 +162,21 @@ init_reasons:
   elements: str
 cause:
   description: >-
-    On failure or a warning: C(credentials), C(unreachable), C(locked), C(binary), C(config), C(secrets),
-    C(usage) or C(failed).
+    On failure or a warning: C(credentials), C(unreachable), C(registry), C(locked), C(binary), C(config),
+    C(secrets), C(usage) or C(failed).
   returned: when something went wrong
+  type: str
+init_problem:
+  description: What stopped init when it only warns (configure), in full, scrubbed of secret values.
+  returned: when init did not complete and O(init_required=false)
+  type: str
+init_problem_repeated:
+  description: Whether RV(init_problem) is the same as on the last run, with the same inputs, so no warning was shown.
+  returned: when init did not complete and O(init_required=false)
+  type: bool
+skipped_reason:
+  description: Why init did not run (no C(backend.tf), or no C(tfstate_password)); the task is not reported as skipped.
+  returned: when there was nothing to initialise
   type: str
 variables:
   description: Names (never values) of the variables passed as E(TF_VAR_*).

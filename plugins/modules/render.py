@@ -79,6 +79,12 @@ options:
     type: str
     choices: [warn, strict]
     default: warn
+  lock_timeout:
+    description:
+      - Seconds to wait while another run (configure, migrate, rotate) holds the repository; then the task fails
+        and says who holds it. Two runs never write one repository at once.
+    type: float
+    default: 120.0
 attributes:
   check_mode:
     description: Supports check mode, reporting what would change without changing it.
@@ -156,7 +162,21 @@ kept:
   type: list
   elements: str
 msg:
-  description: One-line summary.
+  description: The counts of files created, updated, unchanged and encrypted, and the plaintext files git ignores; on
+    failure, what is wrong, where, and what to do.
   returned: always
   type: str
+summary:
+  description:
+    - What a person reads after the run, one item per line, each said once, no secret value.
+    - The counts first, then each file created or updated (up to 20 of each; RV(created) and RV(updated) list all),
+      the plaintext files git ignores, and what needs attention.
+  returned: success
+  type: list
+  elements: str
+external_secrets_enabled:
+  description: Whether the cluster vars set C(external_secrets.enabled), so the configure playbook wires the External
+    Secrets Operator.
+  returned: success
+  type: bool
 """

@@ -21,6 +21,10 @@ description:
   - With O(mode=data_keys), runs C(sops rotate) on every file (same recipients), for a periodic rotation policy.
   - Plaintext never touches the disk. sops runs with exactly the keys given, never the ones in C(~/.config).
   - C(sops edit FILE) remains the way to change one credential by hand.
+  - A file that holds the age private key itself (the Flux C(sops-age) Secret) is re-encrypted but still holds the
+    old key; the result names it in RV(stale_key_files) and says to rerun the configure playbook, which re-renders it
+    with the new key.
+  - The new key comes from the same generator as the init playbook, the Python package pyrage or else C(age-keygen).
   - Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
@@ -82,8 +86,10 @@ files:
   returned: success
   type: list
   elements: str
-skipped:
-  description: Files left alone, with the reason (not encrypted for your key, deleted meanwhile).
+files_skipped:
+  description:
+    - Files left alone, with the reason (not encrypted for your key, deleted meanwhile).
+    - Called C(skipped) in earlier versions, a name Ansible reserves (it marked the task as skipped).
   returned: success
   type: list
   elements: str
@@ -108,6 +114,14 @@ resumed:
   description: Whether an interrupted rotation was continued.
   returned: success
   type: bool
+stale_key_files:
+  description:
+    - Files whose decrypted content still holds the old age private key, such as the Flux C(sops-age) Secret
+      (C(bootstrap/sops-age.sops.yaml)). The rotation re-encrypts them but cannot rewrite their content; rerun the
+      configure playbook to re-render them with the new key, then apply the new Secret to the cluster.
+  returned: success
+  type: list
+  elements: str
 lines:
   description: A readable report.
   returned: success

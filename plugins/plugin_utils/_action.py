@@ -8,6 +8,7 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError
@@ -17,18 +18,27 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     scrub,
     secret_values,
 )
+from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import LockError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import SopsToolError
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
-    return (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError, OSError)
+    return (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError, LockError, OSError)
+
+
+def os_error_message(exc: OSError) -> str:
+    """An operating-system error in words: what failed, on which file when known, and nothing is left half-written."""
+    cause = exc.strerror or exc.__class__.__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    hint = " (free some space and run again)" if exc.errno == errno.ENOSPC else ""
+    return f"{cause}{where}{hint}; every file configure was writing is either wholly old or wholly new"
 
 
 def failure(result: dict[str, Any], exc: BaseException, options: ConfigureOptions) -> dict[str, Any]:
     """Fail the task with the error's message, with every secret value from cluster vars masked."""
-    message = str(exc) if not isinstance(exc, OSError) else f"{exc.strerror}: {exc.filename}"
+    message = str(exc) if not isinstance(exc, OSError) else os_error_message(exc)
     try:
         data = load_cluster_vars(options.vars_files_or_guess()).data
         message = scrub(message, secret_values(data))

@@ -26,6 +26,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import ato
 
 SECRET_KEY_RE = re.compile(r"^AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+$")
 RECIPIENT_RE = re.compile(r"^age1(?:pq1)?[0-9a-z]+$")
+KEYGEN_TIMEOUT = 60
 
 
 class AgeKeyError(Exception):
@@ -94,7 +95,12 @@ def parse_identities(text: str, source: str) -> list[AgeIdentity]:
             continue
         if not SECRET_KEY_RE.match(line):
             raise AgeKeyError(f"{source}: a line is neither a comment nor an age secret key (AGE-SECRET-KEY-1... or AGE-SECRET-KEY-PQ-1...)")
-        identities.append(AgeIdentity(secret=line, recipient=derive_recipient(line), source=source))
+        try:
+            recipient = derive_recipient(line)
+        except AgeKeyError as exc:
+            line_number = text.splitlines().index(raw) + 1
+            raise AgeKeyError(f"{source}:{line_number}: {exc}; restore the key file from your backup") from None
+        identities.append(AgeIdentity(secret=line, recipient=recipient, source=source))
     return identities
 
 
@@ -149,19 +155,34 @@ def find_age_keys(root: Path | None, key_file: str | None = None, environ: Mappi
     return AgeKeys(identities=list(unique.values()), looked=looked)
 
 
-def generate_key_file(path: Path) -> str:
-    """Create a new X25519 identity in ``path`` (mode 0600) and return its recipient."""
+def generate_identity(source: str = "new") -> AgeIdentity:
+    """A new X25519 identity, from pyrage or else from ``age-keygen``; init and rotate both use it.
+
+    The key only travels through memory and age-keygen's stdout pipe; errors never hold it.
+    """
     if pyrage is not None:
         identity = pyrage.x25519.Identity.generate()
-        secret = str(identity)
-        recipient = str(identity.to_public())
-    else:
-        keygen = shutil.which("age-keygen")
-        if keygen is None:
-            raise AgeKeyError("cannot generate an age key: install the Python package pyrage or the age tools (age-keygen)")
-        result = subprocess.run([keygen], capture_output=True, text=True, check=True)
-        secret = next(line for line in result.stdout.splitlines() if line.startswith("AGE-SECRET-KEY-"))
-        recipient = derive_recipient(secret) or ""
+        return AgeIdentity(secret=str(identity), recipient=str(identity.to_public()), source=source)
+    keygen = shutil.which("age-keygen")
+    if keygen is None:
+        raise AgeKeyError("cannot generate an age key: install the Python package pyrage or the age tools (age-keygen)")
+    try:
+        result = subprocess.run([keygen], capture_output=True, text=True, check=False, timeout=KEYGEN_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AgeKeyError(f"cannot generate an age key: {keygen} did not run ({exc.__class__.__name__})") from None
+    secret = next((line.strip() for line in result.stdout.splitlines() if SECRET_KEY_RE.match(line.strip())), None)
+    if result.returncode != 0 or secret is None:
+        raise AgeKeyError(f"cannot generate an age key: {keygen} failed (exit code {result.returncode})")
+    recipient = derive_recipient(secret)
+    if not recipient:
+        raise AgeKeyError(f"cannot generate an age key: the public key of the key {keygen} made cannot be derived")
+    return AgeIdentity(secret=secret, recipient=recipient, source=source)
+
+
+def generate_key_file(path: Path) -> str:
+    """Create a new X25519 identity in ``path`` (mode 0600) and return its recipient."""
+    identity = generate_identity(str(path))
+    secret, recipient = identity.secret, identity.recipient or ""
     created = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     text = f"# created: {created}\n# public key: {recipient}\n{secret}\n"
     atomic_write(path, text.encode(), mode=0o600)

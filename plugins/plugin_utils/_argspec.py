@@ -34,6 +34,7 @@ def render_argument_spec() -> dict[str, Any]:
         "cache_dir": {"type": "path"},
         "allow_secret_overwrite": {"type": "bool", "default": False, "no_log": False},
         "undefined": {"type": "str", "choices": ["warn", "strict"], "default": "warn"},
+        "lock_timeout": {"type": "float", "default": 120.0},
     })
     return spec
 

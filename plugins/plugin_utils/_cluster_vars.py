@@ -380,7 +380,25 @@ def load_cluster_vars(files: Sequence[Path] | Path, nodes_file: Path | None = No
                 del result.lines[stale]
         for key_path, line in lines.items():
             result.lines[key_path] = (label, line)
+    _check_storable(result)
     return result
+
+
+def _check_storable(cluster: ClusterVars) -> None:
+    """A string no file can hold (a lone UTF-16 surrogate such as ``"\\ud800"``) is reported where it is."""
+    stack: list[tuple[Any, KeyPath]] = [(cluster.data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, Mapping):
+            stack += [(item, (*path, key)) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(item, (*path, index)) for index, item in enumerate(value)]
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                cluster.add(path, "holds a lone surrogate (a \\ud800-\\udfff escape on its own), which no file can store",
+                            "write the whole character, or both halves of its surrogate pair")
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:

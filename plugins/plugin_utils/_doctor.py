@@ -18,20 +18,25 @@ import importlib.metadata
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
     AgeIdentity,
     AgeKeyError,
     AgeKeys,
+    derive_recipient,
     find_age_keys,
     parse_identities,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import BACKUP_DIR_NAME
+from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import repository_layout
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
@@ -56,6 +61,19 @@ SKIP_DIRS = {".git", ".venv", "venv", "node_modules", ".terraform", BACKUP_DIR_N
 ROTATE_STATE_NAME = "rotate-state.json"
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")  # templates of secrets, not secrets: configure renders and encrypts them
 TOOL_TIMEOUT = 30
+# Cluster vars: they hold every secret in plaintext, so nobody but the owner may read them.
+CLUSTER_VARS_NAMES = ("cluster.yaml", "nodes.yaml", "cluster.toml")
+# Temp files of an atomic write, next to their target: `.<name>.XXXXXXXX.tmp` (tempfile.mkstemp) and
+# `.<name>.cluster-secrets-XXXX.tmp`. A killed run leaves them behind; they are not secrets of the repository.
+STALE_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.(?:cluster-secrets-[A-Za-z0-9_-]+|[A-Za-z0-9_]{8})\.tmp$")
+# An age identity as age-keygen writes it (bech32, upper case); "AGE-SECRET-KEY-1..." in prose does not match.
+AGE_IDENTITY_RE = re.compile(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]{50,}")
+AGE_IDENTITY_GIT_RE = "AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]{50,}"  # the same, as a POSIX extended regex for git's pickaxe
+MAX_SCANNED_BYTES = 1024 * 1024  # tracked files larger than this are not read for keys or Secrets
+MAX_SCANNED_FILES = 20000
+HISTORY_COMMITS = 200  # git history searched for age keys: the newest commits that added or removed one
+HISTORY_TIMEOUT = 60
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
@@ -138,8 +156,23 @@ def secret_files(root: Path, pattern: str) -> list[str]:
         for name in filenames:
             relpath = (here / name).relative_to(root).as_posix()
             if secret_re.search(relpath) and not name.startswith((".rotate-tmp.", ".sops.")) \
-                    and not name.endswith(TEMPLATE_SUFFIXES):
+                    and not name.endswith(TEMPLATE_SUFFIXES) and not is_stale_temp(name):
                 found.append(relpath)
+    return sorted(found)
+
+
+def is_stale_temp(name: str) -> bool:
+    """Whether a file name is that of a temp file an atomic write leaves behind when its run is killed."""
+    return STALE_TEMP_RE.match(name) is not None
+
+
+def stale_temp_files(root: Path) -> list[str]:
+    """Temp files of interrupted runs (relative paths, sorted), outside tool folders."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        here = Path(dirpath)
+        found += [(here / name).relative_to(root).as_posix() for name in filenames if is_stale_temp(name)]
     return sorted(found)
 
 
@@ -316,12 +349,57 @@ def check_files(options: DoctorOptions, report: DoctorReport, files: list[str], 
     return recipients_by_file
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
+
+
+def _matching_files(root: Path, pattern: str) -> list[str]:
+    """Files of the repository a .gitignore-style glob names (by file name, or by path when it holds a slash)."""
+    found = []
+    anchored = pattern.lstrip("/")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        here = Path(dirpath)
+        for name in filenames:
+            relpath = (here / name).relative_to(root).as_posix()
+            if fnmatch.fnmatch(relpath, anchored) if "/" in anchored else fnmatch.fnmatch(name, anchored):
+                found.append(relpath)
+    return sorted(found)
+
+
+def glob_uncovered(root: Path, pattern: str) -> list[str] | None:
+    """For a glob such as ``*.tfvars``: the paths git would not ignore, [] when covered, None when nothing can tell.
+
+    Existing files decide (a nested .gitignore next to them counts). With none, a file named like the pattern at
+    the root is probed, and in every folder holding OpenTofu/Terraform code (``*.tf``), where such files appear.
+    """
+    files = _matching_files(root, pattern)
+    if files:
+        return sorted(set(files) - ignored_paths(root, files))
+    sample = re.sub(r"\[[^]]*\]|[*?]", "terraform", pattern.lstrip("/")).split("/")[-1]
+    code_dirs = sorted({Path(p).parent.as_posix() for p in _matching_files(root, "*.tf")} - {"."})
+    probes = [sample] + [f"{d}/{sample}" for d in code_dirs]
+    ignored = ignored_paths(root, probes)
+    if sample in ignored or (code_dirs and all(f"{d}/{sample}" in ignored for d in code_dirs)):
+        return []
+    return [sample] if not code_dirs else [p for p in probes[1:] if p not in ignored]
+
+
 def check_git(options: DoctorOptions, report: DoctorReport, tracked: set[str] | None) -> None:
     for pattern, severity in options.gitignore.items():
-        sample = pattern.replace("*", "terraform") if "*" in pattern else pattern
-        ignored = git_ignores(options.root, sample) if tracked is not None else None
+        if _is_glob(pattern):
+            uncovered = glob_uncovered(options.root, pattern)
+            if not uncovered:
+                report.add("ok", "gitignore", pattern, ".gitignore covers it")
+            else:
+                report.add(severity, "gitignore", pattern,
+                           f".gitignore does not cover {', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}: "
+                           "it could be committed",
+                           f"add a line `{pattern}` to .gitignore (the init playbook does)")
+            continue
+        ignored = git_ignores(options.root, pattern) if tracked is not None else None
         if ignored is None:
-            ignored = gitignore_covers(options.root, sample)
+            ignored = gitignore_covers(options.root, pattern)
         if ignored:
             report.add("ok", "gitignore", pattern, ".gitignore covers it")
         else:
@@ -342,6 +420,193 @@ def check_git(options: DoctorOptions, report: DoctorReport, tracked: set[str] | 
         if relpath.startswith(BACKUP_DIR_NAME + "/") and not relpath.endswith(".gitignore"):
             report.add("error", "git", relpath, "a backup holding secrets is tracked by git",
                        f"git rm --cached {relpath}; change the secrets it holds")
+
+
+def _read_tracked_text(path: Path) -> str | None:
+    """The text of a tracked file worth scanning: a regular file, not too large, not binary."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SCANNED_BYTES:
+            return None
+        content = path.read_bytes()
+    except OSError:
+        return None
+    if b"\0" in content[:8192]:
+        return None
+    return content.decode("utf-8", errors="replace")
+
+
+def plaintext_secrets(text: str) -> list[tuple[str, list[str]]]:
+    """(Secret name, key names) of every Kubernetes Secret in a YAML text whose data or stringData holds values
+    that are not SOPS-encrypted. Names only, never values."""
+    if "Secret" not in text:
+        return []
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return []
+    found = []
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "Secret" or "sops" in doc:
+            continue
+        keys = []
+        for section in ("data", "stringData"):
+            values = doc.get(section)
+            if isinstance(values, dict):
+                keys += [str(k) for k, v in values.items()
+                         if v not in (None, "") and not (isinstance(v, str) and v.startswith("ENC["))]
+        if keys:
+            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            found.append((str(meta.get("name") or "(no name)"), sorted(keys)))
+    return found
+
+
+def check_tracked_contents(options: DoctorOptions, report: DoctorReport, tracked: set[str] | None) -> set[str]:
+    """Tracked files that hold an age private key (under any name) or a plaintext Kubernetes Secret outside *.sops.*.
+
+    Returns the tracked files found holding an age key. Reads at most MAX_SCANNED_FILES files of MAX_SCANNED_BYTES.
+    """
+    holding_key: set[str] = set()
+    if tracked is None:
+        return holding_key
+    secret_re = re.compile(options.secret_pattern)
+    templates = _template_dirs(options.root)
+    leaks = 0
+    for relpath in sorted(tracked)[:MAX_SCANNED_FILES]:
+        name = relpath.rsplit("/", 1)[-1]
+        if is_stale_temp(name) or relpath.startswith(BACKUP_DIR_NAME + "/"):
+            continue  # reported as a stale temp file, or as a tracked backup
+        path = options.root / relpath
+        text = _read_tracked_text(path)
+        if text is None:
+            continue
+        if AGE_IDENTITY_RE.search(text):
+            holding_key.add(relpath)
+            if relpath not in NEVER_TRACKED:  # age.key itself has its own finding
+                leaks += 1
+                report.add("error", "git", relpath, "an age private key is committed to git (under another name)",
+                           f"git rm --cached {relpath} and commit, and keep the key out of the repository; the key stays "
+                           "in the history, so rotate it: ansible-playbook cluster.secrets.rotate")
+        in_templates = any(path.resolve().is_relative_to(t) for t in templates)
+        if relpath.endswith(YAML_SUFFIXES) and not secret_re.search(relpath) and not in_templates:
+            for secret_name, keys in plaintext_secrets(text):
+                leaks += 1
+                report.add("error", "encryption", relpath,
+                           f"a plaintext Kubernetes Secret ({secret_name}; keys {', '.join(keys)}) committed to git in a "
+                           "file not named *.sops.*, so nothing encrypts it",
+                           f"move it into a *.sops.yaml file and encrypt it (sops encrypt --in-place), git rm --cached "
+                           f"{relpath}; then change its values, since git history keeps them")
+    if not leaks:
+        report.add("ok", "git", "tracked files", "no age private key and no plaintext Kubernetes Secret in tracked files")
+    return holding_key
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({"GIT_PAGER": "cat", "PAGER": "cat", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    return env
+
+
+def _history_recipients(git: str, root: Path, commit: str, relpath: str) -> set[str] | None:
+    """Public keys of the age keys a file held at ``commit`` or just before it (the blob is read into memory only)."""
+    recipients: set[str] = set()
+    for revision in (commit, f"{commit}^"):
+        try:
+            shown = subprocess.run([git, "show", f"{revision}:{relpath}"], cwd=root, capture_output=True, check=False,
+                                   timeout=TOOL_TIMEOUT, env=_git_env())
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if shown.returncode != 0 or len(shown.stdout) > MAX_SCANNED_BYTES:
+            continue
+        for secret in AGE_IDENTITY_RE.findall(shown.stdout.decode("utf-8", errors="replace")):
+            try:
+                recipient = derive_recipient(secret)
+            except AgeKeyError:
+                recipient = None
+            if recipient:
+                recipients.add(recipient)
+    return recipients
+
+
+def check_git_history(options: DoctorOptions, report: DoctorReport, tracked: set[str] | None, holding_key: set[str],
+                      in_use: set[str]) -> None:
+    """An age key committed once stays in the history (after `git rm --cached`): search it, bounded in commits and time."""
+    git = shutil.which("git")
+    if tracked is None or git is None:
+        return
+    command = [git, "log", "--all", f"--max-count={HISTORY_COMMITS}", "--format=%x00%h", "--name-only",
+               "--pickaxe-regex", "-S", AGE_IDENTITY_GIT_RE, "--", "."]
+    try:
+        result = subprocess.run(command, cwd=options.root, capture_output=True, text=True, check=False,
+                                timeout=HISTORY_TIMEOUT, env=_git_env())
+    except subprocess.TimeoutExpired:
+        report.add("info", "git history", ".", f"the history was not searched for age keys (git took over {HISTORY_TIMEOUT}s)",
+                   "git log --all -p -S AGE-SECRET-KEY- (it may take long)")
+        return
+    except OSError:
+        return
+    if result.returncode != 0:
+        return
+    latest: dict[str, str] = {}  # file -> newest commit that added or removed an age key in it
+    for chunk in result.stdout.split("\0"):
+        lines = [line for line in chunk.splitlines() if line.strip()]
+        if lines:
+            for relpath in lines[1:]:
+                latest.setdefault(relpath, lines[0])
+    try:
+        prefix = subprocess.run([git, "rev-parse", "--show-prefix"], cwd=options.root, capture_output=True, text=True,
+                                check=False, timeout=TOOL_TIMEOUT, env=_git_env()).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        prefix = ""
+    found = 0
+    for full, commit in sorted(latest.items()):
+        relpath = full[len(prefix):] if prefix and full.startswith(prefix) else full
+        if relpath in holding_key:
+            continue  # the key is in the current version too: reported as committed
+        recipients = _history_recipients(git, options.root, commit, relpath) or set()
+        still_used = sorted(recipients & in_use)
+        found += 1
+        where = "no longer tracked" if relpath not in tracked else "no longer in the current version"
+        if still_used or not recipients:
+            report.add("error", "git history", relpath,
+                       f"an age private key is still in the git history (commit {commit}; the file is {where})"
+                       + (f": public key {', '.join(still_used)}, which this repository still uses" if still_used else ""),
+                       "anyone with a clone has the key: rotate it (ansible-playbook cluster.secrets.rotate); rewriting "
+                       "the history (git filter-repo) does not reach clones made before")
+        else:
+            report.add("warning", "git history", relpath,
+                       f"an age private key is in the git history (commit {commit}; the file is {where}): public key "
+                       f"{', '.join(sorted(recipients))}, which no creation rule and no key in use has",
+                       "nothing to rotate if that key is retired; remove it from the history (git filter-repo) if you like")
+    if not found:
+        report.add("ok", "git history", ".", "no age private key in the git history")
+
+
+def check_stale_temps(options: DoctorOptions, report: DoctorReport, tracked: set[str] | None) -> None:
+    for relpath in stale_temp_files(options.root):
+        match = STALE_TEMP_RE.match(relpath.rsplit("/", 1)[-1])
+        target = relpath.rsplit("/", 1)[0] + "/" + match["target"] if "/" in relpath and match else (match["target"] if match else "")
+        committed = tracked is not None and relpath in tracked
+        report.add("warning", "temp file", relpath,
+                   f"stale temporary file from an interrupted run: delete it (a partial write of {target}, "
+                   "not a file of the repository)" + ("; it is tracked by git" if committed else ""),
+                   (f"git rm --cached {relpath} and commit; " if committed else "") + f"rm {relpath}")
+
+
+def check_cluster_vars_modes(options: DoctorOptions, report: DoctorReport) -> None:
+    for name in CLUSTER_VARS_NAMES:
+        path = options.root / name
+        try:
+            if not path.is_file():
+                continue
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            report.add("warning", "permissions", name,
+                       f"readable by other users (mode {mode:04o}): it holds the cluster's secrets in plaintext",
+                       f"chmod 600 {path}")
+        else:
+            report.add("ok", "permissions", name, f"mode {mode:04o}: only you can read it")
 
 
 def _version(command: list[str], environ: Mapping[str, str] | None = None) -> str | None:
@@ -454,6 +719,11 @@ def diagnose(options: DoctorOptions) -> DoctorReport:
     if not files:
         report.add("info", "secret file", ".", "no *.sops.* file found", "run configure to create them")
     check_git(options, report, tracked)
+    holding_key = check_tracked_contents(options, report, tracked)
+    in_use = set(keys.recipients if keys else []) | (set().union(*(rule_recipients(r) for r in rules)) if rules else set())
+    check_git_history(options, report, tracked, holding_key, in_use)
+    check_stale_temps(options, report, tracked)
+    check_cluster_vars_modes(options, report)
     check_recovery(options, report, recipients, binary)
     check_leftovers(options, report)
     return report

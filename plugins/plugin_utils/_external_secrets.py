@@ -21,7 +21,7 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class SyncItem:
     refresh_interval: str
     data: list[SyncData] = field(default_factory=list)
     extract: list[str] = field(default_factory=list)
+    find: list[str] = field(default_factory=list)  # name regular expressions (dataFrom[].find.name.regexp)
 
 
 @dataclass
@@ -114,6 +115,8 @@ class Settings:
     flux_namespace: str = "flux-system"
     flux_decryption_secret: str = "sops-age"  # noqa: S105 - the name of a Secret, not a password
     create_target_namespaces: bool = False
+    # Namespaces allowed to use the ClusterSecretStore besides those of the ExternalSecrets in `sync`.
+    store_namespaces: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +167,14 @@ def resolve_settings(options: Mapping[str, Any], cluster_section: Mapping[str, A
         problems.append(f"gitops_path: {settings.gitops_path!r} must be a relative path inside the repository")
     settings.vault = _vault_settings(merged.get("vault") or {}, settings, problems)
     settings.sync = _sync_items(merged.get("sync") or [], settings.refresh_interval, problems)
+    raw_namespaces = merged.get("store_namespaces") or []
+    if not isinstance(raw_namespaces, list):
+        problems.append("store_namespaces: must be a list of namespace names")
+        raw_namespaces = []
+    settings.store_namespaces = [str(ns) for ns in raw_namespaces]
+    for index, ns in enumerate(settings.store_namespaces):
+        if not NAME_RE.match(ns):
+            problems.append(f"store_namespaces[{index}]: {ns!r} is not a valid Kubernetes name")
     if problems:
         raise ExternalSecretsError("external secrets settings: " + str(len(problems)) + " problem(s)\n"
                                    + "\n".join(f"  - {p}" for p in problems))
@@ -221,9 +232,16 @@ def _sync_items(raw: Any, default_interval: str, problems: list[str]) -> list[Sy
             prop = item.get("property")
             data.append(SyncData(str(item["key"]), str(item["remote_key"]), None if prop is None else str(prop)))
         extract = [str(e) for e in entry.get("extract") or []]
-        if not data and not extract:
-            problems.append(f"{where}: needs data (key, remote_key, property) or extract (master secret names)")
-        items.append(SyncItem(name, namespace, target, interval, data, extract))
+        find = [str(f) for f in entry.get("find") or []]
+        for f_index, regexp in enumerate(find):
+            try:
+                re.compile(regexp)
+            except re.error:
+                problems.append(f"{where}.find[{f_index}]: {regexp!r} is not a regular expression")
+        if not data and not extract and not find:
+            problems.append(f"{where}: needs data (key, remote_key, property), extract (master secret names) "
+                            "or find (name regular expressions)")
+        items.append(SyncItem(name, namespace, target, interval, data, extract, find))
     return items
 
 
@@ -242,15 +260,35 @@ def namespace_object(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name)}
 
 
-def rbac_objects(settings: Settings) -> list[dict[str, Any]]:
-    """What the kubernetes provider needs: a reader of the secrets namespace that ESO impersonates."""
+def referenced_names(settings: Settings) -> set[str]:
+    """Master secrets the ExternalSecrets of ``sync`` read by name (data[].remoteRef.key, dataFrom[].extract.key)."""
+    return {d.remote_key for item in settings.sync for d in item.data} | {e for item in settings.sync for e in item.extract}
+
+
+def readable_names(settings: Settings, master_names: Iterable[str] = ()) -> list[str]:
+    """The Secrets the store's service account may get: the master secrets and the names ExternalSecrets ask for."""
+    return sorted(set(master_names) | referenced_names(settings))
+
+
+def rbac_objects(settings: Settings, master_names: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """What the kubernetes provider needs: a reader of the secrets namespace that ESO impersonates, least privilege.
+
+    ``get`` only, and only on the named Secrets (``resourceNames``): the master secrets and what the ExternalSecrets
+    ask for. ``list``/``watch`` (which cannot be limited by name) only when an ExternalSecret uses ``find``. ESO
+    validates the store with a SelfSubjectRulesReview that looks for ``get`` on secrets, so the store stays Valid.
+    An empty ``resourceNames`` would mean every Secret: with no name at all, no ``get`` rule is emitted.
+    """
     name, ns = settings.service_account, settings.namespace
+    rules: list[dict[str, Any]] = []
+    names = readable_names(settings, master_names)
+    if names:
+        rules.append({"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get"]})
+    if any(item.find for item in settings.sync):
+        rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]})
+    rules.append({"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectrulesreviews"], "verbs": ["create"]})
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, ns)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(name, ns), "rules": [
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectrulesreviews"], "verbs": ["create"]},
-        ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(name, ns), "rules": rules},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(name, ns),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
@@ -277,7 +315,15 @@ def store_object(settings: Settings) -> dict[str, Any]:
             "auth": {"serviceAccount": {"name": settings.service_account, "namespace": settings.namespace}},
         }}
     return {"apiVersion": ESO_API, "kind": "ClusterSecretStore", "metadata": _meta(settings.store_name),
-            "spec": {"provider": provider}}
+            "spec": {"provider": provider, "conditions": [{"namespaces": store_namespaces(settings)}]}}
+
+
+def store_namespaces(settings: Settings) -> list[str]:
+    """The namespaces whose ExternalSecrets may use the store (``spec.conditions``): those of ``sync`` and
+    ``store_namespaces``. Without conditions any namespace could read every master secret; with neither, only the
+    secrets namespace itself is listed, so no other namespace can."""
+    namespaces = {item.namespace for item in settings.sync} | set(settings.store_namespaces)
+    return sorted(namespaces or {settings.namespace})
 
 
 def external_secret_object(item: SyncItem, store_name: str) -> dict[str, Any]:
@@ -293,8 +339,9 @@ def external_secret_object(item: SyncItem, store_name: str) -> dict[str, Any]:
             if data.property is not None:
                 ref["property"] = data.property
             spec["data"].append({"secretKey": data.key, "remoteRef": ref})
-    if item.extract:
-        spec["dataFrom"] = [{"extract": {"key": key}} for key in item.extract]
+    if item.extract or item.find:
+        spec["dataFrom"] = [{"extract": {"key": key}} for key in item.extract] \
+            + [{"find": {"name": {"regexp": regexp}}} for regexp in item.find]
     return {"apiVersion": ESO_API, "kind": "ExternalSecret", "metadata": _meta(item.name, item.namespace), "spec": spec}
 
 
@@ -318,13 +365,17 @@ def operator_objects(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def build_objects(settings: Settings) -> list[dict[str, Any]]:
-    """Every non-secret object the store needs, in apply order (namespaces first, ExternalSecrets last)."""
+def build_objects(settings: Settings, master_names: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every non-secret object the store needs, in apply order (namespaces first, ExternalSecrets last).
+
+    ``master_names`` are the names of the master secrets: the Role lets the store read those (and what the
+    ExternalSecrets ask for) and nothing else.
+    """
     objects = [namespace_object(settings.namespace)]
     if settings.create_target_namespaces:
         for ns in sorted({item.namespace for item in settings.sync} - {settings.namespace}):
             objects.append(namespace_object(ns))
-    objects += rbac_objects(settings)
+    objects += rbac_objects(settings, master_names)
     objects.append(store_object(settings))
     objects += [external_secret_object(item, settings.store_name) for item in settings.sync]
     return objects
@@ -501,11 +552,12 @@ def gitops_files(settings: Settings, masters: list[MasterSecret]) -> tuple[dict[
         plain[f"{base}/operator/helmrelease.yaml"] = dump_yaml([ops[2]])
         plain[f"{base}/operator/kustomization.yaml"] = dump_yaml(
             [kustomization(["./namespace.yaml", "./helmrepository.yaml", "./helmrelease.yaml"])])
-    objects = build_objects(settings)
+    names = [master.name for master in masters]
+    objects = build_objects(settings, names)
     namespaces = [o for o in objects if o["kind"] == "Namespace"]
     store_resources = ["./namespace.yaml", "./rbac.yaml"]
     plain[f"{base}/store/namespace.yaml"] = dump_yaml(namespaces)
-    plain[f"{base}/store/rbac.yaml"] = dump_yaml(rbac_objects(settings))
+    plain[f"{base}/store/rbac.yaml"] = dump_yaml(rbac_objects(settings, names))
     for master in masters:
         rel = f"store/master-secrets/{master.name}.sops.yaml"
         secret[f"{base}/{rel}"] = master.manifest
@@ -581,9 +633,35 @@ def changed_keys(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def foreign_files(root: Path, plain_paths: Iterable[str]) -> list[str]:
+    """Files the GitOps tree would write that exist without this role's header: someone else writes them."""
+    foreign = []
+    for path in sorted(plain_paths):
+        target = root / path
+        try:
+            if target.is_file() and not target.read_bytes().startswith(HEADER.encode()):
+                foreign.append(path)
+        except OSError:
+            foreign.append(path)
+    return foreign
+
+
 def plan_gitops(repo: Repository, settings: Settings, masters: list[MasterSecret], prune: bool) -> GitopsPlan:
     root = repo.root
     plain, secret = gitops_files(settings, masters)
+    foreign = foreign_files(root, plain)
+    if foreign:
+        # Merging into the repository's own app would still leave two writers of one file (its template and this
+        # role), each undoing the other on every run: stop instead, before anything is written.
+        raise ExternalSecretsError(
+            f"{settings.gitops_path}: the repository has its own External Secrets app there: "
+            f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''} "
+            "exist(s) without the \"# Managed by cluster.secrets\" header, so this role did not write them (your templates "
+            "render them, or you wrote them). Writing the role's GitOps tree into the same folder would make two writers "
+            "that overwrite each other on every run and drop your entries; nothing was written. Either give the role a "
+            "folder of its own (external_secrets.gitops_path in cluster.yaml or external_secrets_gitops_path, e.g. "
+            "kubernetes/apps/cluster-secrets-eso, and list it in your Flux tree; set install_operator: false when "
+            "your app installs the operator), or use mode apply.")
     files: list[GitopsFile] = []
     for path, content in sorted(plain.items()):
         target = root / path
@@ -707,4 +785,5 @@ def settings_argument_spec() -> dict[str, Any]:
         "flux_namespace": {"type": "str"},
         "flux_decryption_secret": {"type": "str", "no_log": False},
         "create_target_namespaces": {"type": "bool"},
+        "store_namespaces": {"type": "list", "elements": "str"},
     }

@@ -10,9 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+# Temporary files sit beside their target (so the rename is atomic), private (0600), and named so that a crash
+# leaves them findable: ``.<name>.cluster-secrets-XXXXXXXX.tmp``. init's .gitignore covers the pattern; the next
+# configure removes the ones it finds beside the files it renders (older versions used ``.<name>.XXXXXXXX.tmp``).
+TEMP_MARK = ".cluster-secrets-"
+TEMP_GITIGNORE_PATTERN = "*.cluster-secrets-*.tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}{TEMP_MARK}"
+
+
+def stale_temp_files(targets: Iterable[Path]) -> list[Path]:
+    """Temporary files an interrupted run left beside ``targets`` (ours only; run this while holding the lock)."""
+    found: set[Path] = set()
+    for target in targets:
+        pattern = re.compile(r"^\." + re.escape(target.name) + r"\.(?:cluster-secrets-)?[a-z0-9_]{8}\.tmp$")
+        try:
+            entries = list(os.scandir(target.parent))
+        except OSError:
+            continue
+        found.update(Path(entry.path) for entry in entries if pattern.match(entry.name) and entry.is_file(follow_symlinks=False))
+    return sorted(found)
 
 
 def atomic_write(path: Path, content: bytes, mode: int | None = None) -> None:
@@ -29,7 +53,7 @@ def atomic_write(path: Path, content: bytes, mode: int | None = None) -> None:
             mode = path.stat().st_mode & 0o7777
         except FileNotFoundError:
             mode = 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
@@ -47,9 +71,10 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[P
     """Write several files so each one is either wholly old or wholly new, with one flush to disk.
 
     Every new content first goes to a temporary file beside its target; when all of them are
-    written, one ``os.sync()`` makes them durable, and only then are they renamed into place.
+    written and flushed, they are renamed into place.
     Each item is ``(path, content)`` or ``(path, content, mode)``; without a mode an existing file keeps its
-    own and a new one gets 0644. A failure before the renames removes the temporaries and leaves every target untouched; a
+    own and a new one gets 0644. Every temporary is written and flushed to disk before the first rename, and the
+    folders are flushed after the last. A failure before the renames removes the temporaries and leaves every target untouched; a
     rename that fails leaves the targets already renamed new and the others old (each file is
     atomic, the set is not), and no temporary behind.
     """
@@ -64,12 +89,13 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[P
                 mode = wanted if wanted is not None else path.stat().st_mode & 0o7777
             except FileNotFoundError:
                 mode = 0o644
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
             staged.append((tmp_name, path))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.chmod(tmp_name, mode)
-        os.sync()
     except BaseException:
         for tmp_name, _path in staged:
             with contextlib.suppress(FileNotFoundError):
@@ -78,10 +104,41 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[P
     try:
         for tmp_name, path in staged:
             os.replace(tmp_name, path)
+        _fsync_dirs({path.parent for _tmp, path in staged})
     finally:
         for tmp_name, _path in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
+
+
+def _fsync_dirs(directories: Iterable[Path]) -> None:
+    """Make the renames durable: fsync the folders written to (not every file system on the host)."""
+    for directory in directories:
+        try:
+            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner may enter (0700): created with that mode, tightened if it is ours and looser."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700)
+    if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+        os.chmod(path, 0o700)
+    return path
 
 
 @contextlib.contextmanager

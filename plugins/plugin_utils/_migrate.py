@@ -39,9 +39,15 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, find_age_keys
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import backup_dir, write_backup
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVarsError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVarsError, load_schema
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_tempfile
-from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import flatten_document, is_real
+from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import (
+    OVERRIDE_VARIABLE,
+    Loss,
+    find_losses,
+    flatten_document,
+    is_real,
+)
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions, parse_plaintext, plan
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
@@ -277,20 +283,63 @@ def _check_round_trip(plan_: MigrationPlan) -> None:
 def verify_configure(plan_: MigrationPlan, options: ConfigureOptions) -> str | None:
     """Run configure's planning (nothing written) against the migrated cluster.yaml; return why it would stop, or None.
 
+    configure's overwrite guard is evaluated here (not inside configure's plan) so that a key the migrated
+    cluster.yaml holds but the templates no longer render is told apart: migrating again cannot help there, and
+    saying "run migrate" would send the user round in a loop (configure -> migrate -> configure ...).
+
     The migrated cluster.yaml holds secrets, so it goes through a private 0600 temporary file that is always removed.
     """
-    options = dataclasses.replace(options)  # the caller's options keep pointing at the real cluster.yaml
+    options = dataclasses.replace(options, allow_secret_overwrite=True)  # the caller's options keep the real cluster.yaml
     with private_tempfile(plan_.after, suffix=".yaml") as temp:
         options.cluster_file = temp
         if options.nodes_file is None or options.nodes_file == temp:
             options.nodes_file = plan_.cluster_file.parent / "nodes.yaml"
         try:
-            plan(options)
+            planned = plan(options)
         except (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError) as exc:
             return str(exc).replace(str(temp), plan_.cluster_file.name).replace(temp.name, plan_.cluster_file.name)
         except Exception as exc:  # any other failure only means the check could not run
             return f"configure could not be checked ({exc.__class__.__name__}); run it in check mode (--check) to see"
-    return None
+        known = list(load_schema().get("properties", {}))
+        losses: list[Loss] = []
+        for item in planned.files:
+            if item.secret and item.state == "changed" and item.previous is not None:
+                losses += find_losses(item.path, item.previous, item.rendered, planned.cluster.data, known)
+    return describe_losses(losses, plan_) if losses else None
+
+
+def describe_losses(losses: list[Loss], plan_: MigrationPlan) -> str:
+    """Why configure would still stop after the migration, and what to do: never "run migrate" again."""
+    held = {(i.file, i.key) for i in plan_.by_status("added", "replaced", "unchanged")}
+    unrendered = [loss for loss in losses if (loss.file, loss.key) in held and loss.reason == "would be removed"]
+    others = [loss for loss in losses if loss not in unrendered]
+    name = plan_.cluster_file.name
+    parts = []
+    if unrendered:
+        parts.append(
+            f"{len(unrendered)} key(s) that {name} now holds are no longer rendered by the templates (a template "
+            f"changed, or it renders them only when other settings are set), so configure would remove them "
+            f"from the file:\n" + _loss_lines(unrendered)
+            + f"\nMigrating again cannot change this: the values are already in {name}. Either make the templates "
+            f"render them again (set in {name} what they depend on), or, if they are no longer needed, run configure "
+            f"with -e {OVERRIDE_VARIABLE}=true (the values stay in {name})."
+        )
+    if others:
+        parts.append(
+            f"{len(others)} secret value(s) are not in {name} after the migration and would be lost:\n"
+            + _loss_lines(others)
+            + f"\nAdd them to {name} by hand, or map their key paths to {name} keys in the migrate sources "
+            f"(migrate_sources); to replace them on purpose, run configure with -e {OVERRIDE_VARIABLE}=true."
+        )
+    return "\n".join(parts)
+
+
+def _loss_lines(losses: list[Loss]) -> str:
+    lines = []
+    for file in sorted({loss.file for loss in losses}):
+        lines.append(f"  - {file}:")
+        lines += [f"      {loss.key}: {loss.reason}" for loss in losses if loss.file == file]
+    return "\n".join(lines)
 
 
 def apply_migration(plan_: MigrationPlan, root: Path, backup: str | Path | None = None) -> Path | None:

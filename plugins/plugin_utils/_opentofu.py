@@ -26,7 +26,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,15 +69,22 @@ TFVARS_MIN_SECRET_LENGTH = 8
 
 CAUSE_LABELS = {
     "credentials": "credentials rejected", "unreachable": "backend unreachable", "locked": "lock held",
+    "registry": "provider registry unreachable",
     "binary": "binary missing", "config": "configuration invalid", "secrets": "secrets unreadable", "failed": "init failed",
 }
 _CAUSE_PATTERNS = (
     ("credentials", re.compile(r"requires auth|invalid auth|status(?: code)?:? 40[13]\b|unauthori[sz]ed|forbidden", re.IGNORECASE)),
     ("locked", re.compile(r"state lock|already locked|\b423\b|lock(ed)? by", re.IGNORECASE)),
+    # Before "unreachable": a registry that does not answer also prints "dial tcp" or "no such host", but the
+    # backend answered (init reaches the providers only after the backend is set up).
+    ("registry", re.compile(
+        r"failed\s+to\s+query\s+available\s+provider\s+packages|could\s+not\s+connect\s+to\s+registry|"
+        r"could\s+not\s+query\s+provider\s+registry|failed\s+to\s+request\s+discovery\s+document|"
+        r"error\s+accessing\s+remote\s+module\s+registry", re.IGNORECASE)),
     ("unreachable", re.compile(
         r"giving up after|connection refused|no such host|dial tcp|i/o timeout|tls handshake|x509|certificate|"
         r"network is unreachable|context deadline exceeded|failed to get state|server misbehaving|no route to host|"
-        r"failed to query available provider packages|could not connect", re.IGNORECASE)),
+        r"could not connect", re.IGNORECASE)),
     ("config", re.compile(
         r"problems with the configuration|problems during initiali[sz]ation|unsupported (argument|block)|"
         r"argument or block definition required|missing required argument|unclosed configuration block|"
@@ -108,6 +116,8 @@ class TofuOptions:
     init_required: bool = False
     timeout: int | None = None
     environ: Mapping[str, str] | None = None
+    # Called with every scrubbed output line of plan/apply/destroy while the binary runs (None: output is only returned).
+    progress: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -333,9 +343,60 @@ def init_reasons(options: TofuOptions, binary: str, secrets: InfraSecrets) -> li
 
 
 def write_marker(options: TofuOptions, binary: str, secrets: InfraSecrets) -> None:
+    """Record a successful init (and forget any warning remembered before it)."""
     marker = expected_marker(options, binary, secrets)
     marker["backend_state"] = _file_sha256(options.data_dir / "terraform.tfstate")
+    _store_marker(options, marker)
+
+
+def _store_marker(options: TofuOptions, marker: dict[str, Any]) -> None:
     atomic_write(options.data_dir / MARKER_NAME, (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+
+
+def warning_key(cause: str, message: str, inputs: list[str]) -> str:
+    """What identifies a warning across runs: its cause, its text without numbers (addresses, ports, timings
+    vary), and the inputs of the attempt (binary, configuration, an HMAC of the credentials). Holds no secret."""
+    digest = hashlib.sha256(b"cluster.secrets opentofu warning v1\0")
+    for part in (cause, re.sub(r"\d+", "#", message), *inputs):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def remembered_warning(options: TofuOptions) -> str | None:
+    marker = read_marker(options)
+    return str(marker["warned"]) if marker and marker.get("warned") else None
+
+
+def remember_warning(options: TofuOptions, key: str) -> None:
+    """Note, in the marker, that this warning was shown, so an unchanged rerun does not show it again."""
+    if not options.workdir.is_dir():
+        return
+    marker = read_marker(options) or {"version": 1}
+    if marker.get("warned") == key:
+        return
+    marker["warned"] = key
+    _store_marker(options, marker)
+
+
+def _data_dir_is_fresh(options: TofuOptions) -> bool:
+    """No init has left anything in the data directory (a remembered warning aside)."""
+    try:
+        return all(entry.name == MARKER_NAME for entry in options.data_dir.iterdir())
+    except FileNotFoundError:
+        return True
+
+
+def _clear_data_dir(options: TofuOptions) -> None:
+    """Remove what a failed first init left, keeping the marker (it holds the remembered warning)."""
+    for entry in options.data_dir.iterdir():
+        if entry.name == MARKER_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if not any(options.data_dir.iterdir()):
+        options.data_dir.rmdir()
 
 
 def state_address(workdir: Path) -> str | None:
@@ -387,16 +448,55 @@ class Run:
     stderr: str
 
 
-def run_binary(options: TofuOptions, binary: str, args: list[str], secrets: InfraSecrets) -> Run:
+def run_binary(options: TofuOptions, binary: str, args: list[str], secrets: InfraSecrets,
+               progress: Callable[[str], None] | None = None) -> Run:
+    """Run the binary with the secrets in its environment; with ``progress``, pass it every output line as it comes,
+    scrubbed. What is returned is scrubbed too."""
+    values = secrets.scrub_values()
     try:
-        proc = subprocess.run([binary, *args], cwd=options.workdir, env=child_env(options, secrets), capture_output=True,
-                              text=True, timeout=options.timeout or None, check=False, stdin=subprocess.DEVNULL)
+        if progress is None:
+            proc = subprocess.run([binary, *args], cwd=options.workdir, env=child_env(options, secrets), capture_output=True,
+                                  text=True, timeout=options.timeout or None, check=False, stdin=subprocess.DEVNULL)
+            rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        else:
+            rc, stdout, stderr = _stream(options, [binary, *args], child_env(options, secrets), values, progress)
     except FileNotFoundError:
         raise OpenTofuError(f"the OpenTofu binary {binary} disappeared or cannot be run", "binary") from None
     except subprocess.TimeoutExpired:
         raise OpenTofuError(f"`{Path(binary).name} {args[0]}` did not finish within {options.timeout} seconds", "failed") from None
-    values = secrets.scrub_values()
-    return Run(Path(binary).name, args, proc.returncode, scrub(proc.stdout, values), scrub(proc.stderr, values))
+    return Run(Path(binary).name, args, rc, scrub(stdout, values), scrub(stderr, values))
+
+
+def _stream(options: TofuOptions, argv: list[str], env: dict[str, str], values: list[str],
+            progress: Callable[[str], None]) -> tuple[int, str, str]:
+    """Run ``argv``, handing each line of stdout and stderr (scrubbed) to ``progress`` as it arrives."""
+    proc = subprocess.Popen(argv, cwd=options.workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, bufsize=1)
+    captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    lock = threading.Lock()
+
+    def pump(name: str, stream: Any) -> None:
+        for line in stream:
+            captured[name].append(line)
+            text = scrub(line.rstrip("\n"), values)
+            if text.strip():
+                with lock:
+                    progress(text)
+        stream.close()
+
+    readers = [threading.Thread(target=pump, args=(name, getattr(proc, name)), daemon=True) for name in ("stdout", "stderr")]
+    for reader in readers:
+        reader.start()
+    try:
+        rc = proc.wait(timeout=options.timeout or None)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=10)
+    return rc, "".join(captured["stdout"]), "".join(captured["stderr"])
 
 
 def error_lines(run: Run, limit: int = 3) -> str:
@@ -428,6 +528,12 @@ def lock_holder(text: str) -> str:
     return f" (lock ID {match.group(1)})" if match else ""
 
 
+def registry_host(text: str) -> str:
+    """The registry named in a provider or module download failure, for messages."""
+    match = re.search(r"(?:could not connect to|registry for|https://)\s*(registry\.[A-Za-z0-9.-]+)", text)
+    return match.group(1) if match else "the provider registry"
+
+
 def failure_message(options: TofuOptions, run: Run, command: str) -> OpenTofuError:
     """Name the cause, the detail and what to do next."""
     # Errors go to stderr; stdout may hold a plan whose resource names would mislead the classification.
@@ -444,6 +550,12 @@ def failure_message(options: TofuOptions, run: Run, command: str) -> OpenTofuErr
     elif cause == "locked":
         message = (f"{where} failed: the state is locked{lock_holder(text)} ({detail}). Wait for the other run to finish, "
                    f"or release a stale lock with `tofu force-unlock <ID>` in {options.tofu_dir}, then `{infra}`.")
+    elif cause == "registry":
+        registry = registry_host(text)
+        message = (f"{where} failed: provider registry unreachable: {registry} did not answer ({detail}). The state "
+                   "backend is not the cause. Let the controller reach the registry over HTTPS (DNS, firewall, HTTPS_PROXY), "
+                   "or install providers from a mirror (provider_installation in the CLI configuration, "
+                   f"TF_CLI_CONFIG_FILE), then run `{infra}`.")
     elif cause == "unreachable":
         message = (f"{where} failed: backend unreachable: {address} did not answer ({detail}). Deploy the state backend "
                    f"(see docs/opentofu.md) or {address_fix(options)}, then run `{infra}`.")
@@ -488,6 +600,11 @@ class Outcome:
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     diff: dict[str, str] | None = None
+    # init from configure: what stopped it (also when the warning is not repeated), and whether it was already shown
+    problem: str | None = None
+    repeated: bool = False
+    # what the attempt depended on (binary, configuration, credentials HMAC): identifies a warning across runs
+    inputs: list[str] = field(default_factory=list)
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -510,6 +627,9 @@ class Outcome:
             out["stdout_lines"] = self.stdout.splitlines()
         if self.warnings:
             out["warnings"] = self.warnings
+        if self.problem:
+            out["init_problem"] = self.problem
+            out["init_problem_repeated"] = self.repeated
         return out
 
 
@@ -537,13 +657,13 @@ def ensure_init(options: TofuOptions, binary: str, secrets: InfraSecrets, outcom
     if check_mode:
         return False
     args = ["init", "-input=false", "-no-color", *(options.arguments if options.command == "init" else [])]
-    fresh = not options.data_dir.exists()
-    run = run_binary(options, binary, args, secrets)
+    fresh = _data_dir_is_fresh(options)
+    run = run_binary(options, binary, args, secrets, options.progress)
     if run.rc != 0:
         outcome.changed = False
-        if fresh:
+        if fresh and options.data_dir.is_dir():
             # A failed first init leaves the folder as it was (the binary writes the backend settings before it fails).
-            shutil.rmtree(options.data_dir, ignore_errors=True)
+            _clear_data_dir(options)
         raise failure_message(options, run, "init")
     write_marker(options, binary, secrets)
     outcome.initialised = True
@@ -561,11 +681,21 @@ def run_opentofu(options: TofuOptions, check_mode: bool = False, diff: bool = Fa
     except OpenTofuError as exc:
         # init from configure: a problem here warns and lets configure finish, unless init is required.
         if options.command == "init" and not options.init_required and exc.cause != "usage":
+            label = CAUSE_LABELS.get(exc.cause, "init failed")
+            key = warning_key(exc.cause, str(exc), outcome.inputs)
             outcome.changed = False
             outcome.cause = exc.cause
-            outcome.warnings.append(str(exc))
-            outcome.msg = (f"OpenTofu init did not complete: {CAUSE_LABELS.get(exc.cause, 'init failed')}; configure carries on "
-                           "(the warning says what to do).")
+            outcome.problem = str(exc)
+            outcome.repeated = remembered_warning(options) == key
+            if outcome.repeated:
+                # The same warning with the same inputs as the last run: say it in one line, not again in full.
+                outcome.msg = (f"OpenTofu init still not done: {label}, as on the last run (which warned and said what to do; "
+                               "-v shows it again).")
+            else:
+                outcome.warnings.append(str(exc))
+                outcome.msg = f"OpenTofu init did not complete: {label}; configure carries on (the warning says what to do)."
+                if not check_mode:
+                    remember_warning(options, key)
             return outcome
         outcome.changed = False
         outcome.failed = True
@@ -594,11 +724,13 @@ def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -
             return outcome
         raise OpenTofuError(NOT_CONFIGURED, "secrets")
     outcome.sources = secrets.sources
+    outcome.inputs = [config_fingerprint(options.workdir), secrets.credentials_mac() or ""]
     try:
         binary = find_tofu_binary(options.binary, options.env)
     except OpenTofuError as exc:
         raise missing_binary_message(options, exc) from None
     outcome.binary = binary
+    outcome.inputs.append(binary)
     ready = ensure_init(options, binary, secrets, outcome, check_mode, diff)
     outcome.variables = sorted(k[len("TF_VAR_"):] for k in secrets.var_env())
     if secrets.skipped_names:
@@ -616,7 +748,7 @@ def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -
     init_changed = outcome.changed
     plan_args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", *(["-destroy"] if command == "destroy" else []),
                  *options.arguments]
-    plan = run_binary(options, binary, plan_args, secrets)
+    plan = run_binary(options, binary, plan_args, secrets, options.progress)
     if plan.rc not in (0, 2):
         raise failure_message(options, plan, command)
     outcome.changes_pending = plan.rc == 2
@@ -632,7 +764,8 @@ def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -
         else:
             outcome.msg = f"OpenTofu {command}: no changes; nothing to do."
         return outcome
-    run = run_binary(options, binary, [command, "-input=false", "-no-color", "-auto-approve", *options.arguments], secrets)
+    run = run_binary(options, binary, [command, "-input=false", "-no-color", "-auto-approve", *options.arguments], secrets,
+                     options.progress)
     if run.rc != 0:
         raise failure_message(options, run, command)
     outcome.stdout = run.stdout
@@ -656,4 +789,5 @@ def opentofu_argument_spec() -> dict[str, Any]:
         "secrets_file": {"type": "str", "default": SECRETS_FILE, "no_log": False},
         "arguments": {"type": "list", "elements": "str", "default": []},
         "timeout": {"type": "int", "default": 1800},
+        "progress": {"type": "bool", "default": True},
     }

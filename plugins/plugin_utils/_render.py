@@ -417,7 +417,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
     result = RenderResult()
     try:
         env = _environment(settings, root, result.undefined, bytecode_dir)
-    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+    except (ImportError, AttributeError, TypeError, ValueError, AssertionError) as exc:
         raise RenderError([TemplateProblem("makejinja.toml", None, f"cannot set up Jinja ({exc.__class__.__name__}: {exc}); "
                                                                    "check extensions and the delimiter table")]) from None
     env.filters.update(BUILTIN_FILTERS)
@@ -450,7 +450,8 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
 
 def _render_file(settings: RenderSettings, env: jinja2.Environment, base: Path, rel: str, root: Path,
                  done: set[str], result: RenderResult, problems: list[TemplateProblem]) -> None:
-    out_path = (settings.output / output_name(rel, settings)).resolve()
+    # Lexically normalised, never through a link: a symbolic link in the output tree must not move the file elsewhere.
+    out_path = Path(os.path.normpath(settings.output / output_name(rel, settings)))
     try:
         key = out_path.relative_to(root).as_posix()
     except ValueError:
@@ -471,7 +472,12 @@ def _render_file(settings: RenderSettings, env: jinja2.Environment, base: Path, 
     content = _render_one(env, base, rel, root, problems, settings.file_data.get(rel))
     if content is None or (not content.strip() and not settings.keep_empty):
         return
-    result.files[key] = content.encode("utf-8")
+    try:
+        result.files[key] = content.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append(TemplateProblem(_display_name(base, rel, root), None,
+                                        "renders a character no file can store (a lone surrogate, e.g. from a plugin)"))
+        return
     if settings.copy_metadata:
         result.modes[key] = source.stat().st_mode & 0o7777
 

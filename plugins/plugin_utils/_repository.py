@@ -22,6 +22,7 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -56,7 +57,13 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import SCHEMA_DIR as CUE_SCHEMA_DIR
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import run_cue
-from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, atomic_write_many, private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import (
+    atomic_write,
+    atomic_write_many,
+    private_dir,
+    private_tempfile,
+    stale_temp_files,
+)
 from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
@@ -120,6 +127,8 @@ class ConfigureOptions:
     allow_secret_overwrite: bool = False
     # "warn": undefined values printed into files are listed in one warning; "strict": they stop configure.
     undefined: str = "warn"
+    # Seconds to wait for another run that holds the repository.
+    lock_timeout: float = 120.0
     _layout: RepositoryLayout | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,6 +183,8 @@ class Plan:
     # Undefined values printed into files (template:line, name), and outputs left alone (force = false).
     undefined: list[UndefinedUse] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    # Temporary files an interrupted run left beside the files this plan renders (removed by apply).
+    stale_temps: list[Path] = field(default_factory=list)
 
     def paths(self, state: str, secret: bool | None = None) -> list[str]:
         return [f.path for f in self.files if f.state == state and (secret is None or f.secret == secret)]
@@ -494,6 +505,9 @@ def plan(options: ConfigureOptions) -> Plan:
     except re.error as exc:
         raise ConfigureError(f"secret_pattern {options.secret_pattern!r} is not a valid regular expression ({exc})") from None
     bytecode = cache_path.parent / "bytecode" if cache_path else None
+    if cache_path is not None:
+        with contextlib.suppress(OSError):
+            private_dir(cache_path.parent)
     try:
         result = render_tree(layout.settings, data, root, bytecode_dir=bytecode)
     except RenderError as exc:
@@ -508,8 +522,17 @@ def plan(options: ConfigureOptions) -> Plan:
                     result.modes[path] = builtin.modes[path]
     if result.undefined and options.undefined == "strict":
         raise ConfigureError(undefined_message(result.undefined, strict=True))
+    problems = check_targets(root, [*result.files, SOPS_CONFIG_NAME])
+    if problems:
+        raise ConfigureError(format_findings(problems, "rendered files"))
     planned = _plan_rendered(options, cluster, result, secret_re, cache_path, cache, keys)
-    planned.warnings[:0] = layout.warnings
+    planned.warnings[:0] = layout.warnings + readable_vars_warnings(layout.vars_files, cache, secret_values(cluster.data))
+    planned.stale_temps = stale_temp_files(root / f.path for f in planned.files)
+    if planned.stale_temps:
+        names = ", ".join(str(p.relative_to(root)) for p in planned.stale_temps)
+        planned.warnings.append(f"{len(planned.stale_temps)} temporary file(s) left by an interrupted run "
+                                f"(configure removes them when it writes, as nothing else uses them): {names}")
+    planned.cache_data["vars_modes"] = {str(p): _mode(p) for p in layout.vars_files if _mode(p) is not None}
     planned.undefined, planned.kept = result.undefined, result.kept
     if result.undefined:
         planned.warnings.append(undefined_message(result.undefined, strict=False))
@@ -551,6 +574,49 @@ def _locate_dotted(dotted: str, cluster: ClusterVars) -> tuple[str | None, int |
     return cluster.locate(path)
 
 
+def check_targets(root: Path, paths: Iterable[str]) -> list[Finding]:
+    """Every path configure will write must be a regular file or free; a folder, link, pipe or device in the way
+    stops the run before anything is written (never halfway through the renames)."""
+    findings = []
+    for rel in sorted(set(paths)):
+        target = root / rel
+        for parent in reversed(target.relative_to(root).parents):
+            folder = root / parent
+            if folder != root and (folder.is_symlink() or (folder.exists() and not folder.is_dir())):
+                findings.append(Finding((), f"{parent} is in the way: it is not a folder", rel, None,
+                                        "move it aside so the rendered file can be written"))
+                break
+        else:
+            if target.is_symlink() or (target.exists() and not target.is_file()):
+                kind = "a symbolic link" if target.is_symlink() else "a folder" if target.is_dir() else "not a regular file"
+                findings.append(Finding((), f"the path to write is {kind}", rel, None,
+                                        "move it aside so the rendered file can be written; configure writes no file through a link"))
+    return findings
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return None
+
+
+def readable_vars_warnings(vars_files: Iterable[Path], cache: Mapping[str, Any], secrets: Iterable[str]) -> list[str]:
+    """Cluster vars files that hold secrets and that others may read: said once (not again while the mode stays)."""
+    seen = cache.get("vars_modes", {}) if isinstance(cache.get("vars_modes"), dict) else {}
+    values = [v for v in secrets if len(v) >= LEAK_MIN_LENGTH]
+    warnings = []
+    for path in vars_files:
+        mode = _mode(path)
+        if mode is None or not mode & 0o077 or seen.get(str(path)) == mode or not path.is_file():
+            continue
+        text = path.read_bytes()[: 4 * 1024 * 1024].decode("utf-8", errors="replace")
+        if any(value in text for value in values):
+            warnings.append(f"{path.name} holds secrets but is readable by {'others' if mode & 0o007 else 'its group'} "
+                            f"(mode {mode:04o}): run `chmod 600 {path}`")
+    return warnings
+
+
 def undefined_message(uses: list[UndefinedUse], strict: bool) -> str:
     """One message listing every undefined value printed into a file (names and places, never values)."""
     unique = list(dict.fromkeys(use.render() for use in uses))
@@ -573,7 +639,8 @@ def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
     cue_schemas = sorted((options.root / CUE_SCHEMA_DIR).glob("*.cue"))
     for path in (*options.vars_files, *cue_schemas, SCHEMA_PATH, Path(_cluster_vars_module.__file__)):
         try:
-            content = Path(path).read_bytes()
+            # Only a regular file is read here: a FIFO or a device in its place is refused by the loader.
+            content = Path(path).read_bytes() if Path(path).is_file() else b"(not a regular file)"
         except OSError:
             content = b"(absent)"
         digest.update(hashlib.sha256(content).digest())
@@ -677,6 +744,11 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
             planned[path] = PlannedFile(path, True, "unchanged")
             continue
         meta = encrypted_metadata(existing, sops_format(path))
+        damage = damaged_secret_file(existing, sops_format(path)) if meta is None else None
+        if damage:
+            problems.append(f"{path}: {damage}: restore it from git (`git checkout -- {path}`) or delete it so configure "
+                            "writes it anew")
+            continue
         if meta is None:
             # A secret committed in plaintext: it is replaced by its encrypted form, and the guard compares
             # its values like those of any other existing secret.
@@ -768,6 +840,18 @@ def _plan_secrets(options: ConfigureOptions, rendered: Mapping[str, bytes], secr
     return list(planned.values())
 
 
+def damaged_secret_file(content: bytes, fmt: str) -> str | None:
+    """Why an existing *.sops.* file without valid sops metadata is not simply a plaintext secret, if it is not."""
+    if b"ENC[AES256_GCM," in content or re.search(rb"(?m)^sops:|\"sops\"\s*:|^sops_", content):
+        return "looks like a damaged encrypted file (it has encrypted values or a sops section, but no complete sops metadata)"
+    if fmt in ("yaml", "json"):
+        try:
+            parse_plaintext(content, fmt)
+        except (ValueError, yaml.YAMLError):
+            return f"is neither an encrypted sops file nor readable {fmt.upper()}"
+    return None
+
+
 def parse_plaintext_safe(content: bytes, path: str) -> Any:
     try:
         return parse_plaintext(content, sops_format(path))
@@ -806,6 +890,9 @@ def apply(plan_: Plan) -> None:
     root = plan_.options.root
     ordered = sorted(plan_.files, key=lambda f: (f.path != SOPS_CONFIG_NAME, f.path))
     writes = [item for item in ordered if item.state != "unchanged" and item.content is not None]
+    for stale in plan_.stale_temps:
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     atomic_write_many([(root / item.path, item.content, item.mode) for item in writes if item.content is not None])
     for item in writes:
         if item.cache_entry is not None:
@@ -819,7 +906,7 @@ def save_cache(plan_: Plan) -> None:
     known = {f.path for f in plan_.files if f.secret}
     plan_.cache_data["files"] = {k: v for k, v in plan_.cache_data["files"].items() if k in known}
     try:
-        plan_.cache_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(plan_.cache_path.parent)
         atomic_write(plan_.cache_path, json.dumps(plan_.cache_data, sort_keys=True, indent=1).encode(), mode=0o600)
     except OSError:
         pass  # the cache only saves time; configure stays correct without it

@@ -30,26 +30,25 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    import pyrage
-except ImportError:  # pragma: no cover - depends on the environment
-    pyrage = None
-
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
     AgeIdentity,
     AgeKeyError,
     derive_recipient,
     find_age_keys,
+    generate_identity,
     parse_identities,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import backup_dir, ensure_backup_dir, write_backup
@@ -70,6 +69,16 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_admin import
 from ansible_collections.cluster.secrets.plugins.plugin_utils._yaml_edit import YamlDocument, YamlEditError
 
 MODES = ("age_key", "data_keys")
+# A file that holds the age private key itself (the Flux `sops-age` Secret, bootstrap/sops-age.sops.yaml in
+# cluster-template) is re-encrypted by the rotation but still holds the old key: only configure re-renders it.
+STALE_KEY_NOTE = ("still holds the OLD age private key (rotation re-encrypted it, it cannot rewrite its content): "
+                  "configure must re-render it with the new key")
+RERUN_CONFIGURE = ("run `ansible-playbook cluster.secrets.configure` now: it re-renders the files that hold the age key "
+                   "(the Flux sops-age Secret) with the new key; then apply that Secret to the cluster "
+                   "(sops -d bootstrap/sops-age.sops.yaml | kubectl apply -f -) before you push, or Flux cannot decrypt "
+                   "files encrypted for the new key")
+_AGE_SECRET_RE = re.compile(rb"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+")
+_BASE64_TOKEN_RE = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}")
 TEMP_PREFIX = ".rotate-tmp."
 PAUSE_ENV = "CLUSTER_SECRETS_TEST_ROTATE_PAUSE"  # tests only: "<phase>:<files>" sleeps there so a test can kill the run
 
@@ -106,6 +115,7 @@ class RotateResult:
     resumed: bool = False
     changed: bool = False
     warnings: list[str] = field(default_factory=list)
+    stale_key_files: list[str] = field(default_factory=list)
 
     def lines(self, check_mode: bool) -> list[str]:
         verb = "would be" if check_mode else "were"
@@ -124,6 +134,11 @@ class RotateResult:
                 lines.append(f"old key kept in {self.key_backup} (mode 0600): store it safely, then delete it")
         lines += [f"rotated: {f}" for f in self.files]
         lines += [f"skipped: {f}" for f in self.skipped]
+        if self.mode == "age_key" and (self.files or self.stale_key_files):
+            lines += [f"{f}: {STALE_KEY_NOTE}" for f in self.stale_key_files]
+            lines.append(("after the rotation, " if check_mode else "next: ") + RERUN_CONFIGURE
+                         + ("" if check_mode or self.stale_key_files else
+                            " (no file here held the old key; rerun it anyway if one renders the key)"))
         return lines
 
 
@@ -235,9 +250,30 @@ def _pause(phase: str, done: int) -> None:
         time.sleep(600)
 
 
+def holds_age_secret(plaintext: bytes, secrets: Iterable[str]) -> bool:
+    """Whether decrypted content holds one of ``secrets`` (age identities), as text or inside a base64 value."""
+    wanted = {secret.encode() for secret in secrets}
+    if not wanted:
+        return False
+    if wanted & set(_AGE_SECRET_RE.findall(plaintext)):
+        return True
+    for token in _BASE64_TOKEN_RE.findall(plaintext):
+        try:
+            decoded = base64.b64decode(token + b"=" * (-len(token) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if wanted & set(_AGE_SECRET_RE.findall(decoded)):
+            return True
+    return False
+
+
 def _rotate_one(runner: SopsRunner, root: Path, relpath: str, identities: list[AgeIdentity],
-                verify_with: list[AgeIdentity], must_not: list[AgeIdentity] | None, update_keys: bool) -> None:
-    """updatekeys (optional) and rotate on a ciphertext copy; the copy replaces the file only once it verifies."""
+                verify_with: list[AgeIdentity], must_not: list[AgeIdentity] | None, update_keys: bool) -> bool:
+    """updatekeys (optional) and rotate on a ciphertext copy; the copy replaces the file only once it verifies.
+
+    Returns whether the decrypted content holds one of the ``must_not`` (old) identities: a file such as the Flux
+    sops-age Secret, which only configure can re-render with the new key. The plaintext stays in memory.
+    """
     target = root / relpath
     temp = target.with_name(TEMP_PREFIX + target.name)
     atomic_write(temp, target.read_bytes(), mode=target.stat().st_mode & 0o777)
@@ -245,22 +281,28 @@ def _rotate_one(runner: SopsRunner, root: Path, relpath: str, identities: list[A
         if update_keys:
             runner.run(["updatekeys", "--yes", str(temp)], identities, relpath)
         runner.run(["rotate", "--in-place", str(temp)], identities, relpath)
-        if not runner.decrypts(temp, verify_with):
-            raise RotateError(f"{relpath}: after rotation it does not decrypt with the new key alone; the file was left as it was")
+        try:
+            holds_old = holds_age_secret(runner.run(["decrypt", str(temp)], verify_with, relpath),
+                                         [i.secret for i in must_not or []])
+        except SopsToolError:
+            raise RotateError(f"{relpath}: after rotation it does not decrypt with the new key alone; "
+                              "the file was left as it was") from None
         if must_not and runner.decrypts(temp, must_not):
             raise RotateError(f"{relpath}: after rotation the old key can still decrypt it; the file was left as it was "
                               f"(does a {SOPS_CONFIG_NAME} rule still list the old public key?)")
         os.replace(temp, target)
+        return holds_old
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
 
 
 def _new_identity() -> AgeIdentity:
-    if pyrage is None:
-        raise RotateError("cannot generate an age key: install the Python package pyrage")
-    identity = pyrage.x25519.Identity.generate()
-    return AgeIdentity(secret=str(identity), recipient=str(identity.to_public()), source="new")
+    """The same key generator as init: pyrage, else age-keygen."""
+    try:
+        return generate_identity()
+    except AgeKeyError as exc:
+        raise RotateError(str(exc)) from None
 
 
 def _key_text(new: AgeIdentity, kept: Iterable[AgeIdentity], note: str = "") -> bytes:
@@ -406,7 +448,8 @@ def _rotate_age_key(options: RotateOptions, runner: SopsRunner, files: list[str]
         if not held:
             result.skipped.append(f"{relpath} (not encrypted for your key)")
             return
-        _rotate_one(runner, root, relpath, both, [new], must_not, update_keys=True)
+        if _rotate_one(runner, root, relpath, both, [new], must_not, update_keys=True):
+            state.setdefault("holds_old_key", []).append(relpath)
         state["done"][phase].append(relpath)
         save_state(options, state)
         if progress:
@@ -436,6 +479,8 @@ def _rotate_age_key(options: RotateOptions, runner: SopsRunner, files: list[str]
         state_path(options).unlink()
     result.files = sorted(set(state["done"]["remove"]))
     result.skipped = sorted(set(result.skipped))
+    result.stale_key_files = sorted(set(state.get("holds_old_key", [])))
+    result.warnings += [f"{relpath} {STALE_KEY_NOTE}: {RERUN_CONFIGURE}" for relpath in result.stale_key_files]
     if derive_recipient(new.secret) != new.recipient:  # pragma: no cover - a sanity check of the key file we wrote
         raise RotateError(f"{key_file}: the new key does not match its public key")
     return result

@@ -21,7 +21,8 @@ import yaml
 from tests.conftest import ROOT, VENV_BIN, ansible_env, recap_changed, sops_binary
 
 # What the artifact may hold, at its top level (MANIFEST.json and FILES.json are written by ansible-galaxy).
-SHIPPED = {"plugins", "roles", "playbooks", "meta", "schemas", "builtin_templates", "docs", "changelogs", "README.md", "LICENSE"}
+SHIPPED = {"plugins", "roles", "playbooks", "meta", "schemas", "builtin_templates", "docs", "changelogs", "extensions", "README.md",
+           "LICENSE", "requirements.txt", "bindep.txt"}
 GENERATED = {"MANIFEST.json", "FILES.json"}
 # Never in the artifact, wherever they are: keys, plaintext cluster vars, OpenTofu state and variables, caches, builds.
 SECRET_NAMES = {"age.key", "keys.txt", "cluster.yaml", "nodes.yaml", "cluster.toml"}

@@ -97,3 +97,59 @@ def test_missing_key_and_missing_sops_config(make_repo):
     assert finding(out.stdout, "ERROR", "age key", "age key")
     assert finding(out.stdout, "ERROR", "sops config", ".sops.yaml")
     assert "config not found" in out.stdout
+
+
+def test_leaks_under_other_names_history_temps_and_modes(make_repo):
+    """Issue 11 item 9: what doctor missed, and what it called a committed secret although it was not one."""
+    repo = clean_repo(make_repo)
+    key_line = next(line for line in repo.key_file.read_text().splitlines() if line.startswith("AGE-SECRET-KEY-"))
+    # the age key committed under another name
+    repo.write("keys.txt", f"# backup of my key\n{key_line}\n")
+    # a plaintext Secret in a file not named *.sops.*
+    repo.write("kubernetes/apps/default/leak/secret.yaml",
+               "apiVersion: v1\nkind: Secret\nmetadata:\n  name: leak\nstringData:\n  TOKEN: plain-SENTINEL-token\n")
+    git(repo, "add", "-f", "keys.txt", "kubernetes/apps/default/leak/secret.yaml", "age.key")
+    git(repo, "commit", "-q", "-m", "oops")
+    # age.key removed from the index, but still in the history
+    git(repo, "rm", "-q", "--cached", "age.key")
+    git(repo, "commit", "-q", "-m", "untrack the key")
+    # *.tfvars covered by a nested .gitignore only
+    ignore = repo.root / ".gitignore"
+    ignore.write_text("".join(line for line in ignore.read_text().splitlines(keepends=True) if "tfvars" not in line))
+    repo.write("infrastructure/.gitignore", "*.tfvars\n")
+    repo.write("infrastructure/terraform.tfvars", 'token = "tfvars-SENTINEL"\n')
+    # temp files of a killed run, today's name and the coming one
+    repo.write("infrastructure/.secrets.sops.yaml.k2j4x9_a.tmp", "tfstate_password: temp-SENTINEL\n")
+    repo.write("kubernetes/.cluster-settings.yaml.cluster-secrets-3fz9.tmp", "x: 1\n")
+    # cluster vars readable by others
+    (repo.root / "cluster.yaml").chmod(0o644)
+
+    out = repo.playbook("doctor", check=False)
+    text = out.stdout
+    assert out.returncode != 0
+    assert finding(text, "ERROR", "git", "keys.txt")
+    assert "an age private key is committed to git (under another name)" in text
+    assert finding(text, "ERROR", "encryption", "kubernetes/apps/default/leak/secret.yaml")
+    assert "a plaintext Kubernetes Secret (leak; keys TOKEN)" in text
+    assert finding(text, "ERROR", "git history", "age.key")
+    assert "which this repository still uses" in text
+    assert finding(text, "OK", "git", "age.key")  # no longer tracked: only the history holds it
+    assert finding(text, "OK", "gitignore", "*.tfvars")
+    for temp in ("infrastructure/.secrets.sops.yaml.k2j4x9_a.tmp", "kubernetes/.cluster-settings.yaml.cluster-secrets-3fz9.tmp"):
+        assert finding(text, "WARNING", "temp file", temp)
+        assert not finding(text, "ERROR", "encryption", temp)
+    assert "stale temporary file from an interrupted run: delete it" in text
+    assert finding(text, "WARNING", "permissions", "cluster.yaml")
+    assert f"chmod 600 {repo.root / 'cluster.yaml'}" in text
+    for secret in ("plain-SENTINEL-token", "tfvars-SENTINEL", "temp-SENTINEL", "AGE-SECRET-KEY-1"):
+        assert secret not in text
+
+
+def test_tfvars_not_covered_is_still_a_warning(make_repo):
+    repo = clean_repo(make_repo)
+    ignore = repo.root / ".gitignore"
+    ignore.write_text("".join(line for line in ignore.read_text().splitlines(keepends=True) if "tfvars" not in line))
+    repo.write("infrastructure/terraform.tfvars", 'token = "x"\n')
+    out = repo.playbook("doctor", check=False)
+    assert finding(out.stdout, "WARNING", "gitignore", "*.tfvars")
+    assert "does not cover infrastructure/terraform.tfvars" in out.stdout

@@ -220,3 +220,45 @@ def test_wrong_age_key_is_reported_with_where_it_looked(eso_repo: Repo, make_rep
     assert "age keys looked up in" in result.stdout
     assert list(leaks(result.stdout)) == []
     assert kube_api.state() == before  # it stopped before touching the cluster
+
+
+def test_least_privilege_the_store_reads_only_named_secrets_for_listed_namespaces(eso_repo: Repo, kube_api: KubeApiDouble):
+    """Issue 11 item 10: get on the named master secrets only, no list/watch, and store conditions."""
+    run(eso_repo)
+    eso = "external-secrets.io"
+    role = kube_api.get(kube_api.type_for("rbac.authorization.k8s.io", "roles"), "secrets", "external-secrets-store")
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                             "resourceNames": ["jwt-signing-key", "postgres-credentials", "redis-credentials"]}]
+    store = kube_api.get(kube_api.type_for(eso, "clustersecretstores"), "", "main-store")
+    assert store["spec"]["conditions"] == [{"namespaces": ["talent-mesh"]}]
+    assert ready(store)["status"] == "True"
+
+    # Another Secret in the secrets namespace, and two ExternalSecrets written by hand that try to reach further.
+    kube_api.create(kube_api.type_for("", "secrets"), {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-admin-token", "namespace": "secrets"},
+        "data": {"token": base64.b64encode(b"admin-SENTINEL").decode()}})
+    kube_api.create(kube_api.type_for("", "namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "intruder"}})
+    external = kube_api.type_for(eso, "externalsecrets")
+
+    def external_secret(namespace: str, name: str, key: str) -> dict:
+        return {"apiVersion": f"{eso}/v1", "kind": "ExternalSecret", "metadata": {"name": name, "namespace": namespace},
+                "spec": {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "main-store"},
+                         "target": {"name": name}, "dataFrom": [{"extract": {"key": key}}]}}
+
+    kube_api.create(external, external_secret("talent-mesh", "grab-admin", "cluster-admin-token"))
+    kube_api.create(external, external_secret("intruder", "grab-db", "postgres-credentials"))
+    kube_api.eso.reconcile()
+    grab_admin = ready(kube_api.get(external, "talent-mesh", "grab-admin"))
+    assert grab_admin["status"] == "False"
+    assert 'secrets "cluster-admin-token" is forbidden' in grab_admin["message"]
+    grab_db = ready(kube_api.get(external, "intruder", "grab-db"))
+    assert grab_db["status"] == "False"
+    assert 'is not allowed from namespace "intruder": denied by spec.condition' in grab_db["message"]
+    # the role's own ExternalSecrets still sync
+    assert ready(kube_api.get(external, "talent-mesh", "auth"))["status"] == "True"
+
+    # A namespace the user lists may use the store; it still reads only the named secrets.
+    run(eso_repo, "-e", '{"external_secrets_store_namespaces": ["intruder"]}')
+    kube_api.eso.reconcile()
+    assert ready(kube_api.get(external, "intruder", "grab-db"))["status"] == "True"

@@ -158,3 +158,23 @@ def test_configure_runs_the_role_only_when_cluster_yaml_enables_it(gitops_repo: 
     set_cluster_section(gitops_repo, {**SECTION, "enabled": enabled})
     gitops_repo.playbook("configure")
     assert (gitops_repo.root / BASE / "store/clustersecretstore.yaml").exists() is enabled
+
+
+def test_the_repositorys_own_eso_app_stops_the_role_before_it_writes(gitops_repo: Repo):
+    """Two writers of kubernetes/apps/external-secrets/kustomization.yaml: every run "updated", the repo's entries dropped."""
+    own = gitops_repo.write(f"{BASE}/kustomization.yaml", "---\nresources:\n  - ./external-secrets/ks.yaml\n")
+    gitops_repo.write(f"{BASE}/external-secrets/ks.yaml", "---\n# the repository's own app\n")
+    before = gitops_repo.snapshot()
+    result = gitops_repo.playbook("eso", check=False)
+    assert result.returncode != 0
+    assert f"{BASE}: the repository has its own External Secrets app there" in result.stdout
+    assert f"{BASE}/kustomization.yaml" in result.stdout and "nothing was written" in result.stdout
+    assert "external_secrets_gitops_path" in result.stdout
+    assert gitops_repo.snapshot() == before
+    assert own.read_text().endswith("./external-secrets/ks.yaml\n")
+    # A folder of its own: the role writes there, twice idempotently, and leaves the app alone.
+    moved = gitops_repo.playbook("eso", "-e", "external_secrets_gitops_path=kubernetes/apps/cluster-secrets-eso")
+    assert recap_changed(moved.stdout) == 1
+    again = gitops_repo.playbook("eso", "-e", "external_secrets_gitops_path=kubernetes/apps/cluster-secrets-eso")
+    assert recap_changed(again.stdout) == 0
+    assert own.read_text().endswith("./external-secrets/ks.yaml\n")

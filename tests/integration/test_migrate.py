@@ -9,7 +9,7 @@ import stat
 import yaml
 
 from tests.conftest import recap_changed
-from tests.day_two import HAND_EDITED, INFRA_SECRETS, PROXMOX, hand_edited_repo
+from tests.day_two import HAND_EDITED, INFRA_SECRETS, PROXMOX, encrypt_in_place, hand_edited_repo
 
 
 def test_migrate_then_configure_keeps_every_hand_edited_value(make_repo):
@@ -70,3 +70,33 @@ def test_migrate_warns_when_configure_would_still_stop(make_repo):
     assert "proxmox_api_token_secret: would be removed" in result.stdout
     for value in (*HAND_EDITED.values(), *PROXMOX.values()):
         assert value not in result.stdout
+
+
+def test_keys_left_alone_do_not_mark_the_task_skipped(make_repo):
+    """`skipped` is a result key Ansible reserves: a list there turned a migration that wrote into `skipping:`, changed=0."""
+    repo = hand_edited_repo(make_repo)
+    body = repo.decrypt(INFRA_SECRETS) + 'unused_token: "CHANGE-ME"\n'  # a placeholder: left alone, reported
+    repo.write(INFRA_SECRETS, body)
+    encrypt_in_place(repo, INFRA_SECRETS)
+    result = repo.playbook("migrate", "-v")
+    assert recap_changed(result.stdout) == 1
+    assert "skipping:" not in result.stdout
+    assert f"skipped: {INFRA_SECRETS}: unused_token (empty or a placeholder)" in result.stdout
+    assert '"not_migrated"' in result.stdout
+
+
+def test_a_key_the_templates_no_longer_render_breaks_the_loop(make_repo):
+    """configure says "run migrate", migrate says "run configure": for a key migrate already moved, say what happened."""
+    repo = hand_edited_repo(make_repo, proxmox=False)
+    first = repo.playbook("migrate")
+    assert "proxmox_api_token_secret: would be removed" in first.stdout
+    assert "no longer rendered by the templates" in first.stdout
+    assert "Migrating again cannot change this" in first.stdout
+    again = repo.playbook("migrate")  # nothing left to migrate: it must still say why configure stops
+    assert recap_changed(again.stdout) == 0
+    for output in (first.stdout, again.stdout):
+        assert "Migrating again cannot change this" in output
+        assert "configure_allow_secret_overwrite=true" in output
+        assert "first with `ansible-playbook cluster.secrets.migrate" not in output
+        for value in (*HAND_EDITED.values(), *PROXMOX.values()):
+            assert value not in output

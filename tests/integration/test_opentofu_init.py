@@ -101,7 +101,12 @@ def test_wrong_password_warns_and_required_fails(make_repo, tfstate_server, tofu
     assert "cluster.secrets.infra" in warned.stdout  # says what to do next
     assert wrong not in warned.stdout
     assert tfstate_server.store.requests and not any(r.authorized for r in tfstate_server.store.requests)
-    assert not (repo.root / "infrastructure/tofu/.terraform").exists(), "a failed first init leaves no .terraform behind"
+    # a failed first init leaves nothing of the binary's behind: only the marker that remembers the warning
+    data_dir = repo.root / "infrastructure/tofu/.terraform"
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cluster.secrets.json"], "a failed first init leaves no state behind"
+    again = repo.playbook("configure", env=env)
+    assert tofu_warnings(again.stdout) == [], "the same failure with the same inputs warns once"
+    assert "still not done: credentials rejected, as on the last run" in again.stdout
 
     failed = repo.playbook("configure", "-e", "opentofu_init_required=true", env=env, check=False)
     assert failed.returncode != 0

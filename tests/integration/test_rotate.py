@@ -90,11 +90,15 @@ def test_rotate_re_encrypts_everything_for_a_new_key_only(make_repo):
     assert backups[0].read_text() == old.read_text()
     assert stat.S_IMODE(repo.key_file.stat().st_mode) == 0o600
 
-    # configure agrees with the rotated repository: nothing to rewrite
-    after = repo.snapshot()
+    # configure agrees with the rotated repository: nothing to rewrite (OpenTofu's own working folder aside:
+    # its marker keys the credentials with the age key, which just changed)
+    def repository_files() -> dict[str, bytes]:
+        return {k: v for k, v in repo.snapshot().items() if "/.terraform/" not in f"/{k}"}
+
+    after = repository_files()
     configured = repo.playbook("configure")
     assert recap_changed(configured.stdout) == 0
-    assert repo.snapshot() == after
+    assert repository_files() == after
 
 
 def run_until_paused(repo, pause: str, phase: str, count: int) -> None:
@@ -160,3 +164,43 @@ def test_data_keys_rotation_keeps_recipients(make_repo):
         assert now["lastmodified"] != meta["lastmodified"]
         assert now["age"][0]["enc"] != meta["age"][0]["enc"]
     assert repo.key_file.read_text() == old.read_text()
+
+
+SOPS_AGE = "bootstrap/sops-age.sops.yaml"
+
+
+def test_rotate_says_configure_must_re_render_the_flux_sops_age_secret(make_repo):
+    """bootstrap/sops-age.sops.yaml holds the age private key: rotation re-encrypts it, only configure re-renders it."""
+    repo, old = rotated_repo(make_repo)
+    key_lines = "".join(f"    {line}\n" for line in repo.key_file.read_text().splitlines())
+    repo.write(SOPS_AGE, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sops-age\n  namespace: flux-system\n"
+                         f"stringData:\n  age.agekey: |\n{key_lines}")
+    encrypt_in_place(repo, SOPS_AGE)
+    checked = repo.playbook("rotate", "--check")
+    assert "cluster.secrets.configure" in checked.stdout
+    result = repo.playbook("rotate", "-v")
+    assert recap_changed(result.stdout) == 1
+    assert f"{SOPS_AGE}: still holds the OLD age private key" in result.stdout
+    assert "configure must re-render it with the new key" in result.stdout
+    assert "run `ansible-playbook cluster.secrets.configure` now" in result.stdout
+    assert '"stale_key_files": [' in result.stdout
+    assert "AGE-SECRET-KEY" not in result.stdout
+    # it is indeed re-encrypted for the new key only, and still holds the old key (which only configure can change)
+    assert not decrypts(repo, SOPS_AGE, old)
+    assert old.read_text().splitlines()[-1] in repo.decrypt(SOPS_AGE)
+
+
+def test_files_left_alone_do_not_mark_the_task_skipped(make_repo):
+    """`skipped` is a result key Ansible reserves: a list there showed `skipping:` for a rotation that rewrote files."""
+    repo, _old = rotated_repo(make_repo)
+    other = repo.home / "other.key"
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_key_file
+
+    stranger = "kubernetes/apps/default/c/secret.sops.yaml"
+    repo.write(stranger, "apiVersion: v1\nkind: Secret\nstringData:\n  C: gamma-secret\n")
+    assert sops_run(repo, "encrypt", "--in-place", "--age", generate_key_file(other), stranger, key_file=other).returncode == 0
+    result = repo.playbook("rotate", "-v", "-e", "rotate_mode=data_keys")
+    assert recap_changed(result.stdout) == 1
+    assert "skipping:" not in result.stdout
+    assert '"files_skipped": [' in result.stdout
+    assert f"skipped: {stranger} (not encrypted for your key)" in result.stdout

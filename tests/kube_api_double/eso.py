@@ -5,9 +5,14 @@
 It reconciles what the role relies on, with ESO's condition types and reasons:
 
 - ClusterSecretStore, kubernetes provider: the remote namespace, the service account and
-  a Role bound to it that allows get/list/watch on secrets and create on
-  selfsubjectrulesreviews must exist; the CA ConfigMap must be referenced as ESO expects.
-  Ready=True/Valid, or Ready=False/InvalidProviderConfig naming what is missing.
+  a Role bound to it that allows get on secrets (any resourceNames: ESO's SelfSubjectRulesReview
+  check only looks for the verb) and create on selfsubjectrulesreviews must exist; the CA
+  ConfigMap must be referenced as ESO expects. Ready=True/Valid, or
+  Ready=False/InvalidProviderConfig naming what is missing. Reading a Secret later needs get on
+  that name (resourceNames empty or listing it), as the API server would enforce.
+- ClusterSecretStore ``spec.conditions``: an ExternalSecret in a namespace no condition allows
+  (``namespaces``, ``namespaceRegexes``, ``namespaceSelector.matchLabels``) is refused with ESO's
+  message "using cluster store ... is not allowed from namespace ...: denied by spec.condition".
 - ClusterSecretStore, vault provider: ``vault_kv`` (a dict) stands in for a KV v2 engine;
   server, path, version v2 and kubernetes auth (mountPath, role, serviceAccountRef) are required.
 - ExternalSecret: resolves its store, reads ``data[].remoteRef`` and ``dataFrom[].extract``,
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,10 +42,13 @@ def _condition(ready: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": "Ready", "status": "True" if ready else "False", "reason": reason, "message": message}
 
 
-def _allows(rules: list[dict[str, Any]], group: str, resource: str, verbs: set[str]) -> bool:
+def _allows(rules: list[dict[str, Any]], group: str, resource: str, verbs: set[str], name: str | None = None) -> bool:
+    """RBAC as the API server evaluates it; ``name`` given: only rules whose resourceNames are empty or list it."""
     granted: set[str] = set()
     for rule in rules:
         if group in rule.get("apiGroups", []) and (resource in rule.get("resources", []) or "*" in rule.get("resources", [])):
+            if name is not None and rule.get("resourceNames") and name not in rule["resourceNames"]:
+                continue
             granted |= set(rule.get("verbs", []))
     return "*" in granted or verbs <= granted
 
@@ -88,6 +97,17 @@ class EsoReconciler:
             raise SyncError("auth.serviceAccount needs name and namespace in a ClusterSecretStore")
         if self.api.find("v1", "ServiceAccount", sa_namespace, sa_name) is None:
             raise SyncError(f'serviceaccounts "{sa_name}" not found in namespace "{sa_namespace}"')
+        rules = self._store_rules(spec)
+        if not _allows(rules, "authorization.k8s.io", "selfsubjectrulesreviews", {"create"}):
+            raise SyncError(f"client is not allowed to create selfsubjectrulesreviews in namespace {remote!r}")
+        if not _allows(rules, "", "secrets", {"get"}):
+            raise SyncError(f"client is not allowed to get secrets in namespace {remote!r}")
+
+    def _store_rules(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        """The RBAC rules of the store's service account in the remote namespace."""
+        remote = spec.get("remoteNamespace", "default")
+        account = spec.get("auth", {}).get("serviceAccount", {})
+        sa_name, sa_namespace = account.get("name"), account.get("namespace")
         rules: list[dict[str, Any]] = []
         for binding in self.api.list(self.api.kind_type(RBAC, "RoleBinding"), remote):
             subjects = binding.get("subjects", [])
@@ -97,10 +117,7 @@ class EsoReconciler:
             ref = binding.get("roleRef", {})
             role = self.api.find(RBAC, ref.get("kind", "Role"), remote if ref.get("kind") == "Role" else "", ref.get("name", ""))
             rules += (role or {}).get("rules", [])
-        if not _allows(rules, "authorization.k8s.io", "selfsubjectrulesreviews", {"create"}):
-            raise SyncError(f"client is not allowed to create selfsubjectrulesreviews in namespace {remote!r}")
-        if not _allows(rules, "", "secrets", {"get", "list", "watch"}):
-            raise SyncError(f"client is not allowed to get secrets in namespace {remote!r}")
+        return rules
 
     def _validate_vault(self, spec: dict[str, Any]) -> None:
         if not spec.get("server") or not spec.get("path") or spec.get("version") != "v2":
@@ -121,7 +138,26 @@ class EsoReconciler:
         conditions = store.get("status", {}).get("conditions", [])
         if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             raise SyncError(f'{kind} "{ref.get("name")}" is not ready')
+        namespace = external["metadata"]["namespace"]
+        if kind == "ClusterSecretStore" and not self._store_allows(store, namespace):
+            raise SyncError(f'using cluster store "{ref.get("name")}" is not allowed from namespace "{namespace}": '
+                            "denied by spec.condition")
         return store
+
+    def _store_allows(self, store: dict[str, Any], namespace: str) -> bool:
+        conditions = store.get("spec", {}).get("conditions") or []
+        if not conditions:
+            return True
+        labels = ((self.api.find("v1", "Namespace", "", namespace) or {}).get("metadata") or {}).get("labels") or {}
+        for condition in conditions:
+            if namespace in (condition.get("namespaces") or []):
+                return True
+            if any(re.fullmatch(pattern, namespace) for pattern in condition.get("namespaceRegexes") or []):
+                return True
+            selector = (condition.get("namespaceSelector") or {}).get("matchLabels")
+            if selector and all(labels.get(k) == v for k, v in selector.items()):
+                return True
+        return False
 
     def _remote_values(self, store: dict[str, Any], key: str) -> dict[str, str]:
         provider = store["spec"]["provider"]
@@ -130,6 +166,10 @@ class EsoReconciler:
                 raise SyncError(f"cannot read secret data from Vault: secret not found: {key}")
             return dict(self.vault_kv[key])
         remote = provider["kubernetes"].get("remoteNamespace", "default")
+        if not _allows(self._store_rules(provider["kubernetes"]), "", "secrets", {"get"}, key):
+            account = provider["kubernetes"].get("auth", {}).get("serviceAccount", {})
+            raise SyncError(f'secrets "{key}" is forbidden: User "system:serviceaccount:{account.get("namespace")}:'
+                            f'{account.get("name")}" cannot get resource "secrets" in API group "" in the namespace "{remote}"')
         secret = self.api.find("v1", "Secret", remote, key)
         if secret is None:
             raise SyncError(f'Secret "{key}" not found')

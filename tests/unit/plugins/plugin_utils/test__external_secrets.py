@@ -126,3 +126,49 @@ def test_changed_keys_are_names_only():
     before = {"metadata": {"name": "a"}, "stringData": {"url": "one", "same": "x"}}
     after = {"metadata": {"name": "a"}, "stringData": {"url": "two", "same": "x", "new": "y"}}
     assert changed_keys(before, after) == ["stringData.new", "stringData.url"]
+
+
+def secret_rules(objects):
+    role = next(o for o in objects if o["kind"] == "Role")
+    return [r for r in role["rules"] if "secrets" in r["resources"]]
+
+
+def test_role_gets_only_the_named_secrets_and_lists_only_for_find():
+    """The Role used to grant get/list/watch on every Secret of the namespace, with no resourceNames."""
+    resolved = settings()
+    assert secret_rules(build_objects(resolved, ["extra-master", "postgres-credentials"])) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+         "resourceNames": ["extra-master", "jwt-signing-key", "postgres-credentials", "redis-credentials"]}]
+    finder = resolve_settings({}, {"sync": [*copy.deepcopy(SYNC), {"name": "all-db", "namespace": "db", "find": ["^db-"]}]})
+    rules = secret_rules(build_objects(finder))
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]} in rules
+    spec = external_secret_object(finder.sync[2], "main-store")["spec"]
+    assert spec["dataFrom"] == [{"find": {"name": {"regexp": "^db-"}}}]
+    validate_manifest(external_secret_object(finder.sync[2], "main-store"))
+    # No name at all: no get rule (an empty resourceNames would mean every Secret).
+    assert secret_rules(build_objects(resolve_settings({}, None))) == []
+
+
+def test_store_conditions_list_the_namespaces_that_may_use_it():
+    """The ClusterSecretStore had no conditions: any namespace could read every master secret."""
+    assert store_object(settings())["spec"]["conditions"] == [{"namespaces": ["talent-mesh"]}]
+    both = settings(store_namespaces=["apps", "talent-mesh"])
+    assert store_object(both)["spec"]["conditions"] == [{"namespaces": ["apps", "talent-mesh"]}]
+    assert store_object(resolve_settings({}, None))["spec"]["conditions"] == [{"namespaces": ["secrets"]}]
+    vault = store_object(settings(provider="vault", vault=VAULT))
+    assert vault["spec"]["conditions"] == [{"namespaces": ["talent-mesh"]}]
+    validate_manifest(vault)
+    with pytest.raises(ExternalSecretsError, match=r"store_namespaces\[0\]"):
+        settings(store_namespaces=["Not_A_Name"])
+
+
+def test_files_of_the_repositorys_own_eso_app_are_foreign(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import HEADER, foreign_files
+
+    app = tmp_path / "kubernetes/apps/external-secrets"
+    app.mkdir(parents=True)
+    (app / "kustomization.yaml").write_text("resources:\n  - ./external-secrets/ks.yaml\n")
+    (app / "ks.yaml").write_text(HEADER + "---\n{}\n")
+    paths = ["kubernetes/apps/external-secrets/kustomization.yaml", "kubernetes/apps/external-secrets/ks.yaml",
+             "kubernetes/apps/external-secrets/store/rbac.yaml"]
+    assert foreign_files(tmp_path, paths) == ["kubernetes/apps/external-secrets/kustomization.yaml"]

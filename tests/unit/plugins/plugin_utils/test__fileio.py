@@ -37,11 +37,38 @@ def test_atomic_write_many_is_all_or_nothing(tmp_path, monkeypatch):
     assert keep.read_bytes() == b"new" and keep.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "a" / "b.txt").read_bytes() == b"created"
 
-    def broken_sync() -> None:
-        raise OSError("disk full")
+    calls = []
 
-    monkeypatch.setattr(_fileio.os, "sync", broken_sync)
+    def broken_fsync(fd: int) -> None:  # the second file's flush fails: disk full before any rename
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(_fileio.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         _fileio.atomic_write_many([(keep, b"newer"), (tmp_path / "c.txt", b"x")])
     assert keep.read_bytes() == b"new" and not (tmp_path / "c.txt").exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.txt", "keep.txt"]
+
+
+def test_temporaries_are_private_findable_and_stale_ones_are_found(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import TEMP_MARK, stale_temp_files
+
+    target = tmp_path / "secret.sops.yaml"
+    (tmp_path / f".secret.sops.yaml{TEMP_MARK}ab12cd34.tmp").write_text("left by a kill")
+    (tmp_path / ".secret.sops.yaml.zz99yy88.tmp").write_text("left by an older version")
+    (tmp_path / ".other.yaml.cluster-secrets-ab12cd34.tmp").write_text("not beside a target we write")
+    (tmp_path / ".secret.sops.yaml.notours.tmp").write_text("not our pattern")
+    assert [p.name for p in stale_temp_files([target])] == [".secret.sops.yaml.cluster-secrets-ab12cd34.tmp",
+                                                            ".secret.sops.yaml.zz99yy88.tmp"]
+
+
+def test_private_dir_creates_and_tightens(tmp_path):
+    import os
+
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import private_dir
+
+    made = private_dir(tmp_path / "cache" / "cluster.secrets")
+    assert made.stat().st_mode & 0o777 == 0o700 and (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
+    os.chmod(made, 0o755)  # noqa: S103 - the looseness under test
+    assert private_dir(made).stat().st_mode & 0o777 == 0o700

@@ -309,3 +309,108 @@ def test_unreachable_backend_points_to_where_the_address_is_set(tmp_path):
     assert "repository's own infrastructure/tofu/backend.tf" in _opentofu.address_fix(options)
     (options.workdir / "backend.tf").write_text(_opentofu.BUILTIN_BACKEND_MARK + " (default: ...)\n")
     assert _opentofu.address_fix(options) == "fix tfstate_url / cloudflare_domain in the cluster vars"
+
+
+# What terraform 1.x and tofu 1.x print when the provider registry does not answer: the backend did.
+REGISTRY_DOWN = {
+    "terraform": (
+        "Initializing the backend...\n\nError: Failed to query available provider packages\n\n"
+        "Could not retrieve the list of available versions for provider\nhashicorp/null: could not connect to "
+        "registry.terraform.io: failed to request\ndiscovery document: Get\n"
+        '"https://registry.terraform.io/.well-known/terraform.json": dial tcp: lookup\n'
+        "registry.terraform.io on 192.0.2.53:53: no such host\n"),
+    "tofu": (
+        "╷\n│ Error: Failed to query available provider packages\n│ \n│ Could not retrieve the list of available "
+        "versions for provider hashicorp/null:\n│ could not connect to registry.opentofu.org: failed to request "
+        "discovery document:\n│ Get \"https://registry.opentofu.org/.well-known/terraform.json\": dial tcp:\n│ "
+        "lookup registry.opentofu.org: i/o timeout\n╵\n"),
+}
+
+
+@pytest.mark.parametrize("binary", sorted(REGISTRY_DOWN))
+def test_registry_failure_is_not_a_backend_failure(workdir, binary):
+    text = REGISTRY_DOWN[binary]
+    assert classify(text) == "registry"
+    error = failure_message(workdir, Run(binary, ["init"], 1, "", text), "init")
+    message = str(error)
+    assert error.cause == "registry"
+    registry = "registry.terraform.io" if binary == "terraform" else "registry.opentofu.org"
+    assert f"provider registry unreachable: {registry} did not answer" in message
+    assert "backend unreachable" not in message and "127.0.0.1:1" not in message
+    assert "opentofu_command=init" in message
+
+
+def test_registry_failure_warns_from_configure(workdir, monkeypatch):
+    monkeypatch.setattr(_opentofu, "load_secrets", lambda _options: secrets())
+    fake_binary(workdir, "cat >&2 <<'END'\n" + REGISTRY_DOWN["terraform"] + "END\nexit 1\n")
+    outcome = run_opentofu(workdir)
+    assert not outcome.failed and outcome.cause == "registry"
+    assert "provider registry unreachable" in outcome.msg
+    assert "registry.terraform.io did not answer" in outcome.warnings[0]
+    assert "backend unreachable" not in outcome.warnings[0]
+
+
+# ---------------------------------------------------------------------------- warnings once, progress while running
+
+
+def test_a_warning_is_shown_once_for_the_same_inputs(workdir, monkeypatch):
+    monkeypatch.setattr(_opentofu, "load_secrets", lambda _options: secrets())
+    marker = workdir.data_dir / "cluster.secrets.json"
+    # check mode warns but remembers nothing
+    checked = run_opentofu(workdir, check_mode=True)
+    assert checked.cause == "binary" and len(checked.warnings) == 1 and not marker.exists()
+    first = run_opentofu(workdir)
+    assert len(first.warnings) == 1 and "binary missing" in first.warnings[0] and not first.repeated
+    assert oct(marker.stat().st_mode & 0o777) == "0o600"
+    assert PASSWORD not in marker.read_text() and TOKEN not in marker.read_text()
+    again = run_opentofu(workdir)
+    assert again.warnings == [] and again.repeated and again.cause == "binary"
+    assert "still not done: binary missing, as on the last run" in again.msg
+    assert again.result()["init_problem"] == first.warnings[0]
+    # new inputs: the warning is news again
+    (workdir.workdir / "main.tf").write_text("# changed\n")
+    assert len(run_opentofu(workdir).warnings) == 1
+    assert run_opentofu(workdir).warnings == []
+    monkeypatch.setattr(_opentofu, "load_secrets", lambda _options: secrets(tfstate_password="rotated-password"))
+    assert len(run_opentofu(workdir).warnings) == 1
+
+
+def test_a_failed_first_init_keeps_only_the_remembered_warning(workdir, monkeypatch):
+    monkeypatch.setattr(_opentofu, "load_secrets", lambda _options: secrets())
+    fake_binary(workdir, 'mkdir -p .terraform/providers && echo "{}" > .terraform/terraform.tfstate\n'
+                         'echo "Error: HTTP remote state endpoint requires auth" >&2\nexit 1\n')
+    assert len(run_opentofu(workdir).warnings) == 1
+    assert sorted(p.name for p in workdir.data_dir.iterdir()) == ["cluster.secrets.json"]
+    second = run_opentofu(workdir)
+    assert second.repeated and second.warnings == []
+    assert sorted(p.name for p in workdir.data_dir.iterdir()) == ["cluster.secrets.json"]
+    # a successful init forgets the warning
+    fake_binary(workdir, 'mkdir -p .terraform && echo "{}" > .terraform/terraform.tfstate\n')
+    assert run_opentofu(workdir).initialised
+    assert "warned" not in json.loads((workdir.data_dir / "cluster.secrets.json").read_text())
+
+
+def test_progress_sees_every_line_scrubbed_while_it_runs(workdir, monkeypatch):
+    monkeypatch.setattr(_opentofu, "load_secrets", lambda _options: secrets())
+    fake_binary(workdir, 'case "$1" in\n'
+                         '  init) mkdir -p .terraform && echo "{}" > .terraform/terraform.tfstate ;;\n'
+                         '  plan) echo "creating with $TF_VAR_proxmox_api_token_secret"; echo "warn: $TF_HTTP_PASSWORD" >&2;\n'
+                         # waits (up to 20 s) for the caller to have seen the first line: only streaming gets past this
+                         '        i=0; while [ ! -e seen ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n'
+                         '        test -e seen || exit 1; echo "done"; exit 2 ;;\n'
+                         'esac\n')
+    seen: list[str] = []
+
+    def progress(line: str) -> None:
+        seen.append(line)
+        if line.startswith("creating"):
+            # the first line arrived while the binary still runs: it waits for this file before it finishes
+            (workdir.workdir / "seen").touch()
+
+    workdir.command, workdir.progress = "plan", progress
+    outcome = run_opentofu(workdir)
+    assert not outcome.failed, outcome.msg
+    assert outcome.changes_pending
+    assert "creating with ********" in seen and "warn: ********" in seen and "done" in seen
+    assert not any(TOKEN in line or PASSWORD in line for line in seen)
+    assert TOKEN not in outcome.stdout and "done" in outcome.stdout
