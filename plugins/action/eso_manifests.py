@@ -27,6 +27,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets 
     store_namespaces,
     store_object,
 )
+from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureOptions
 
 
@@ -86,9 +87,10 @@ class ActionModule(ActionBase):
                 result["msg"] = "external_secrets.enabled is not true in cluster.yaml: nothing to do"
                 return result
             if args["write"] and settings.mode == "gitops" and repo is not None:
-                planned = plan_gitops(repo, settings, masters, args["prune"])
-                if not self._task.check_mode:
-                    apply_gitops(planned)
+                with repository_lock(Path(args["cluster_root"]), "external_secrets (gitops)"):  # one writer per repository
+                    planned = plan_gitops(repo, settings, masters, args["prune"])
+                    if not self._task.check_mode:
+                        apply_gitops(planned)
                 summary = planned.summary()
                 result.update(summary)
                 result["master_secrets"] = [m.name for m in masters]

@@ -11,6 +11,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._action import failure, user_error_types
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import scrub
+from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
 from ansible_collections.cluster.secrets.plugins.plugin_utils._migrate import (
     MigrateError,
     apply_migration,
@@ -34,14 +35,15 @@ class ActionModule(ActionBase):
                                    age_key_file=args["age_key_file"], sops_binary=args["sops_binary"])
         values: list[str] = []
         try:
-            planned = plan_migration(root, options.cluster_file, args["sources"], args["overwrite"],
-                                     args["age_key_file"], args["sops_binary"])
-            values = planned.values
-            backup = None
-            # Also when nothing changed: a rerun must say why configure still stops, not send the user back to migrate.
-            problem = verify_configure(planned, options) if args["verify"] else None
-            if not self._task.check_mode:
-                backup = apply_migration(planned, root, args["backup_dir"])
+            with repository_lock(root, "migrate"):  # one writer per repository
+                planned = plan_migration(root, options.cluster_file, args["sources"], args["overwrite"],
+                                         args["age_key_file"], args["sops_binary"])
+                values = planned.values
+                backup = None
+                # Also when nothing changed: a rerun must say why configure still stops, not send the user back to migrate.
+                problem = verify_configure(planned, options) if args["verify"] else None
+                if not self._task.check_mode:
+                    backup = apply_migration(planned, root, args["backup_dir"])
         except (MigrateError, *user_error_types()) as exc:
             failed = failure(result, exc, options)
             failed["msg"] = scrub(failed["msg"], values)

@@ -10,6 +10,7 @@ from typing import Any
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import LockError, repository_lock
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate import RotateError, RotateOptions, rotate, rotate_argument_spec
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import SopsToolError
 
@@ -26,7 +27,11 @@ class ActionModule(ActionBase):
             options = RotateOptions(root=Path(args["cluster_root"]), mode=args["mode"], age_key_file=args["age_key_file"],
                                     sops_binary=args["sops_binary"], secret_pattern=args["secret_pattern"],
                                     backup_dir=args["backup_dir"])
-            outcome = rotate(options, check_mode=self._task.check_mode)
+            with repository_lock(options.root, "rotate"):  # one writer per repository
+                outcome = rotate(options, check_mode=self._task.check_mode)
+        except LockError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
         except (RotateError, SopsToolError, AgeKeyError) as exc:
             result.update(failed=True, msg=f"{exc} (rerun the rotate playbook to continue: every file still decrypts "
                                            "with the old or the new key)" if isinstance(exc, SopsToolError) else str(exc))

@@ -16,10 +16,13 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
+import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -72,9 +75,26 @@ def repository_lock(root: Path, what: str, timeout: float = DEFAULT_TIMEOUT,
                     ) from None
                 time.sleep(POLL_SECONDS)
         _note_holder(holder, what)
+        _die_with_parent()
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ansible runs each task in a worker in a session of its own, so killing ansible-playbook (Ctrl-C twice, a CI
+    timeout) would leave the worker writing, racing the user's next run. Ask Linux to end this process with its parent;
+    elsewhere the lock alone keeps the next run waiting until the orphan is done."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
 
 
 def _note_holder(path: Path, what: str) -> None:
