@@ -32,6 +32,7 @@ test: venv lint unit integration sanity smoke
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/run_mypy.py
 	$(BIN)/ansible-lint --profile production --offline
 
 unit: venv

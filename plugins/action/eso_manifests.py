@@ -105,6 +105,6 @@ class ActionModule(ActionBase):
                     result["diff"] = planned.diff()
             else:
                 result["msg"] = f"{len(objects)} object(s) for the {settings.provider} provider, mode {settings.mode}"
-        except (*user_error_types(), ExternalSecretsError) as exc:
+        except user_error_types(ExternalSecretsError) as exc:
             return failure(result, exc, options)
         return result

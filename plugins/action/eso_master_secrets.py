@@ -48,7 +48,7 @@ class ActionModule(ActionBase):
             settings = resolve_settings({k: args[k] for k in ("namespace", "master_glob", "gitops_path")}, None)
             repo = open_repository(options.root, args["age_key_file"], args["sops_binary"])
             masters = load_master_secrets(repo, settings)
-        except (*user_error_types(), ExternalSecretsError) as exc:
+        except user_error_types(ExternalSecretsError) as exc:
             failed = failure(result, exc, options)
             failed["_ansible_no_log"] = False  # the message names files and keys, never values
             return failed

@@ -44,7 +44,7 @@ class ActionModule(ActionBase):
                 problem = verify_configure(planned, options) if args["verify"] else None
                 if not self._task.check_mode:
                     backup = apply_migration(planned, root, args["backup_dir"])
-        except (MigrateError, *user_error_types()) as exc:
+        except user_error_types(MigrateError) as exc:
             failed = failure(result, exc, options)
             failed["msg"] = scrub(failed["msg"], values)
             return failed

@@ -23,9 +23,12 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._render import Ren
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import SopsToolError
 
+UserErrors = tuple[type[Exception], ...]
 
-def user_error_types() -> tuple[type[Exception], ...]:
-    return (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError, LockError, OSError)
+
+def user_error_types(*extra: type[Exception]) -> UserErrors:
+    """The errors that are the user's to fix (reported as a failed task, never as a traceback), plus ``extra``."""
+    return (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError, LockError, OSError, *extra)
 
 
 def os_error_message(exc: OSError) -> str:

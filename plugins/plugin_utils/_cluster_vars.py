@@ -532,7 +532,7 @@ def _schema_message(error: Any, secret: bool) -> tuple[str, str | None]:
         return f"required key '{name}' is missing", "add it; see the sample cluster.yaml for its meaning"
     if kind == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        names = " or ".join(_TYPE_NAMES.get(w, w) for w in wanted)
+        names = " or ".join(str(_TYPE_NAMES.get(w, w)) for w in wanted)
         type_hint = None
         if "string" in wanted and not isinstance(error.instance, str):
             type_hint = "quote the value in YAML, e.g. key: \"yes\", so it stays text"
@@ -644,9 +644,9 @@ def _check_networks(cluster: ClusterVars) -> None:
         if net_a.version == net_b.version and net_a.overlaps(net_b):
             if net_a == net_b:
                 relation = "is the same network as"
-            elif net_b.subnet_of(net_a):
+            elif net_b.subnet_of(net_a):  # type: ignore[arg-type]  # same version, checked above
                 relation = "contains"
-            elif net_a.subnet_of(net_b):
+            elif net_a.subnet_of(net_b):  # type: ignore[arg-type]
                 relation = "is inside"
             else:
                 relation = "overlaps"

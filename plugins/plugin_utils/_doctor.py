@@ -455,7 +455,7 @@ def plaintext_secrets(text: str) -> list[tuple[str, list[str]]]:
                 keys += [str(k) for k, v in values.items()
                          if v not in (None, "") and not (isinstance(v, str) and v.startswith("ENC["))]
         if keys:
-            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            meta = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
             found.append((str(meta.get("name") or "(no name)"), sorted(keys)))
     return found
 

@@ -218,7 +218,8 @@ def save_state(options: RotateOptions, state: dict[str, Any]) -> None:
 
 def encrypted_files(root: Path, pattern: str) -> tuple[list[str], list[str]]:
     """(encrypted secret files, secret files that are not encrypted)."""
-    encrypted, plain = [], []
+    encrypted: list[str] = []
+    plain: list[str] = []
     for relpath in secret_files(root, pattern):
         content = (root / relpath).read_bytes()
         (encrypted if encrypted_metadata(content, sops_format(relpath)) is not None else plain).append(relpath)
