@@ -111,3 +111,15 @@ def make_repo(tmp_path: Path) -> Callable[..., Repo]:
         return Repo(root, home)
 
     return factory
+
+
+# cluster-template's delimiter table, for makejinja.toml files the tests write.
+MAKEJINJA_DELIMITERS = """
+[makejinja.delimiter]
+block_start = "#%"
+block_end = "%#"
+comment_start = "#|"
+comment_end = "#|"
+variable_start = "#{"
+variable_end = "}#"
+"""

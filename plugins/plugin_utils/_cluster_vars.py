@@ -736,23 +736,25 @@ def load_and_validate(files: Sequence[Path] | Path, nodes_file: Path | None = No
     return cluster
 
 
-def secret_values(data: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> list[str]:
-    """Every string held under a secret key (for scrubbing messages and spotting plaintext leaks)."""
+def secret_paths_by_value(data: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
+    """Every string held under a secret key, with the key paths that hold it (only the names are ever shown)."""
     schema = schema if schema is not None else load_schema()
-    found: list[str] = []
-
-    def walk(value: Any, path: KeyPath) -> None:
+    found: dict[str, list[str]] = {}
+    stack: list[tuple[Any, KeyPath]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
         if isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, (*path, key))
+            stack += [(item, (*path, key)) for key, item in value.items()]
         elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, (*path, index))
-        elif isinstance(value, str) and value and is_secret_path(path, schema) and not is_placeholder(value):
-            found.append(value)
+            stack += [(item, (*path, index)) for index, item in enumerate(value)]
+        elif isinstance(value, str) and value.strip() and is_secret_path(path, schema) and not is_placeholder(value):
+            found.setdefault(value, []).append(format_path(path))
+    return found
 
-    walk(data, ())
-    return sorted(set(found), key=len, reverse=True)
+
+def secret_values(data: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> list[str]:
+    """Every string held under a secret key (for scrubbing messages and spotting plaintext leaks), longest first."""
+    return sorted(secret_paths_by_value(data, schema), key=len, reverse=True)
 
 
 def without_secrets(data: Any, schema: Mapping[str, Any], path: KeyPath = ()) -> Any:

@@ -44,14 +44,12 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
     ClusterVarsError,
     Finding,
     format_findings,
-    format_path,
-    is_placeholder,
-    is_secret_path,
     load_and_validate,
     load_cluster_vars,
     load_schema,
     scrub,
     secret_fragments,
+    secret_paths_by_value,
     secret_values,
     with_defaults,
 )
@@ -419,7 +417,7 @@ def find_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[st
     line (an indented multi-line key); a shorter one only as a whole token, reported as a warning finding.
     """
     schema = load_schema()
-    names_of = _secret_names(cluster.data, schema)
+    names_of = secret_paths_by_value(cluster.data, schema)
     long_values = {v: secret_fragments(v, LEAK_MIN_LENGTH) for v in names_of if len(v.strip()) >= LEAK_MIN_LENGTH}
     short_values = {v: re.compile(r"(?<![\w.-])" + re.escape(v.strip()) + r"(?![\w.-])")
                     for v in names_of if SHORT_SECRET_MIN_LENGTH <= len(v.strip()) < LEAK_MIN_LENGTH}
@@ -448,24 +446,6 @@ def find_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[st
                                          "secret, it would be committed unencrypted", path, None,
                                      "a secret this short is weak: use a longer one, or check the file", severity="warning")
     return findings
-
-
-def _secret_names(data: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Every secret value of the cluster vars with the key paths that hold it (names only ever shown)."""
-    names: dict[str, list[str]] = {}
-
-    def walk(value: Any, path: tuple[Any, ...]) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, (*path, key))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, (*path, index))
-        elif isinstance(value, str) and value.strip() and is_secret_path(path, schema) and not is_placeholder(value):
-            names.setdefault(value, []).append(format_path(path))
-
-    walk(data, ())
-    return names
 
 
 def check_plaintext_leaks(rendered: Mapping[str, bytes], secret_re: re.Pattern[str], cluster: ClusterVars,

@@ -17,17 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import MAKEJINJA_DELIMITERS as DELIMITERS
 from tests.conftest import Repo, recap_changed
-
-DELIMITERS = """
-[makejinja.delimiter]
-block_start = "#%"
-block_end = "%#"
-comment_start = "#|"
-comment_end = "#|"
-variable_start = "#{"
-variable_end = "}#"
-"""
 
 AGE_PLUGIN = '''
 import re
