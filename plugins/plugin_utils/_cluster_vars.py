@@ -212,9 +212,12 @@ def load_yaml_with_lines(text: str, label: str) -> tuple[Any, dict[KeyPath, int]
                                 "write the values out; cluster vars need no deep nesting and few aliases"))
         return None, {}, findings
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # An unclosed quote is reported at the end of the file; the line where the quote opened is the useful one.
+        at_end = exc.context_mark is not None and "end of stream" in str(exc.problem)
+        mark = exc.context_mark if at_end else (exc.problem_mark or exc.context_mark)
         line = mark.line + 1 if mark else None
-        problem = re.sub(r"'[^']*'|\"[^\"]*\"", "…", exc.problem or "invalid YAML")
+        # Quoted text in the parser's message may be a value: hidden, unless it is a one- or two-character token.
+        problem = re.sub(r"'[^']{3,}'|\"[^\"]{3,}\"", "…", exc.problem or "invalid YAML")
         findings.append(Finding((), f"invalid YAML ({problem}, column {mark.column + 1 if mark else '?'})", label, line,
                                 "fix the syntax; quote values that contain ': ', '#', or start with * & ! { [ %"))
         return None, {}, findings

@@ -104,7 +104,11 @@ def find_losses(path: str, previous: Any, rendered: Any, cluster_data: Mapping[s
         if new is _MISSING:
             losses.append(Loss(path, key, "would be removed"))
         elif not is_real(new):
-            losses.append(Loss(path, key, "would become empty" if not is_placeholder(new) else "would become a placeholder"))
+            if isinstance(new, str) and new and not new.strip():
+                reason = "would become blank: the cluster vars hold only whitespace for it"
+            else:
+                reason = "would become empty" if not is_placeholder(new) else "would become a placeholder"
+            losses.append(Loss(path, key, reason))
         elif new != old:
             name = _leaf_name(key).lower()
             if name in lowered_known and name not in present:
@@ -118,7 +122,7 @@ def format_losses(losses: Sequence[Loss]) -> str:
         files.setdefault(loss.file, []).append(loss)
     lines = [
         f"configure stopped before writing anything: {len(losses)} secret value(s) in {len(files)} file(s) would be "
-        "replaced by empty or default values because cluster.yaml does not provide them"
+        "replaced by empty, blank or default values because the cluster vars do not provide real ones"
     ]
     for file, items in sorted(files.items()):
         lines.append(f"  - {file}:")

@@ -842,6 +842,10 @@ def parse_plaintext_safe(content: bytes, path: str) -> Any:
 def load_sops_config_text(text: bytes) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.context_mark if exc.context_mark is not None and "end of stream" in str(exc.problem) else exc.problem_mark
+        where = f"{SOPS_CONFIG_NAME}:{mark.line + 1}" if mark is not None else SOPS_CONFIG_NAME
+        raise SopsToolError(f"{where}: invalid YAML ({exc.problem or exc.__class__.__name__}); fix the syntax") from None
     except yaml.YAMLError as exc:
         raise SopsToolError(f"{SOPS_CONFIG_NAME}: invalid YAML ({exc.__class__.__name__})") from None
     rules = data.get("creation_rules") if isinstance(data, dict) else None

@@ -113,9 +113,9 @@ def yaml_cases() -> list[Case]:
         f"l{i}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8))
     return [
         Case("unclosed double quote", append("cluster.yaml", 'echo_greeting: "never closed\n'), ("cluster.yaml", "invalid YAML")),
-        Case("unclosed single quote", append("cluster.yaml", "echo_greeting: 'never closed\n"), ("cluster.yaml", "invalid YAML")),
+        Case("unclosed single quote", append("cluster.yaml", "echo_greeting: 'never closed\n"), ("cluster.yaml:22:", "invalid YAML")),
         Case("bad indentation", append("cluster.yaml", "a:\n  b: 1\n c: 2\n"), ("cluster.yaml", "invalid YAML")),
-        Case("tab indentation", append("cluster.yaml", "a:\n\tb: 1\n"), ("cluster.yaml", "invalid YAML")),
+        Case("tab indentation", append("cluster.yaml", "a:\n\tb: 1\n"), ("cluster.yaml", "'\\t'")),
         Case("duplicate key", append("cluster.yaml", 'cloudflare_domain: "other.example"\n'), ("cluster.yaml", "more than once")),
         Case("unknown alias", append("cluster.yaml", "a: *nowhere\n"), ("cluster.yaml", "invalid YAML")),
         Case("alias bomb", write("cluster.yaml", bomb), ("cluster.yaml", "alias bomb")),
@@ -209,8 +209,8 @@ def config_cases() -> list[Case]:
              ("gone.toml", "not found")),
         Case("plugin missing module", write("makejinja.toml", '[makejinja]\ninputs = ["./templates"]\njinja_suffix = ".j2"\n'
                                                                'loaders = ["not_there:Plugin"]\n'), ("not_there",)),
-        Case(".sops.yaml invalid", write(".sops.yaml", "creation_rules: [\n"), (".sops.yaml",)),
-        Case(".sops.yaml unclosed quote", write(".sops.yaml", "creation_rules:\n  - path_regex: 'x\n"), (".sops.yaml",)),
+        Case(".sops.yaml invalid", write(".sops.yaml", "creation_rules: [\n"), (".sops.yaml:", "invalid YAML")),
+        Case(".sops.yaml unclosed quote", write(".sops.yaml", "creation_rules:\n  - path_regex: 'x\n"), (".sops.yaml:2:",)),
         Case(".sops.yaml without rules", write(".sops.yaml", "keys: []\n"), (".sops.yaml", "creation_rules")),
         Case(".sops.yaml rule matches nothing", write(".sops.yaml", "creation_rules:\n  - path_regex: ^nothing$\n    age: age1x\n"),
              ("no creation rule",)),
@@ -218,7 +218,7 @@ def config_cases() -> list[Case]:
         Case("age key missing", lambda root: (root / "age.key").unlink(), ("age key",)),
         Case("age key garbage", write("age.key", "AGE-SECRET-KEY-1NOTAKEY\n"), ("age.key",)),
         Case("age key wrong checksum", lambda root: (root / "age.key").write_text(
-            (root / "age.key").read_text().replace("AGE-SECRET-KEY-1", "AGE-SECRET-KEY-1Q", 1)), ("age",)),
+            (root / "age.key").read_text().replace("AGE-SECRET-KEY-1", "AGE-SECRET-KEY-1Q", 1)), ("age.key:", "malformed")),
     ]
 
 
@@ -238,7 +238,7 @@ def tree_cases() -> list[Case]:
                                                    "\n      enc: x\n  lastmodified: '2026-01-01T00:00:00Z'\n  mac: x\n  version: 3.11.0\n"),
              (secret,)),
         Case("secret whitespace-only value", replace_vars(f'cloudflare_token: "{CANARIES["cloudflare_token"]}"', 'cloudflare_token: "   "'),
-             ()),
+             ("CLOUDFLARE_TOKEN: would become blank", "only whitespace")),
     ]
 
 

@@ -72,3 +72,14 @@ def test_private_dir_creates_and_tightens(tmp_path):
     assert made.stat().st_mode & 0o777 == 0o700 and (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
     os.chmod(made, 0o755)  # noqa: S103 - the looseness under test
     assert private_dir(made).stat().st_mode & 0o777 == 0o700
+
+
+def test_os_errors_are_told_in_words():
+    import errno
+
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._action import os_error_message
+
+    full = os_error_message(OSError(errno.ENOSPC, "No space left on device"))
+    assert full.startswith("No space left on device (free some space and run again);") and "None" not in full
+    named = os_error_message(IsADirectoryError(errno.EISDIR, "Is a directory", "/repo/x.yaml"))
+    assert named.startswith("Is a directory: /repo/x.yaml;")
