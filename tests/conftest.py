@@ -104,6 +104,8 @@ def make_repo(tmp_path: Path) -> Callable[..., Repo]:
         home.mkdir()
         if demo:
             shutil.copytree(DEMO, root)
+            for vars_file in ("cluster.yaml", "nodes.yaml"):  # as init leaves them: only the owner reads secrets
+                (root / vars_file).chmod(0o600)
         else:
             root.mkdir()
         if key:

@@ -44,7 +44,7 @@ def test_credentials_set_configure_runs_init_once(make_repo, tfstate_server, tof
 
     seen = len(tfstate_server.store.requests)
     before = repo.snapshot()
-    second = repo.playbook("configure", env=env)
+    second = repo.playbook("configure", "-v", env=env)  # at normal verbosity a rerun with nothing to do says nothing
     assert recap_changed(second.stdout) == 0
     assert "OpenTofu is initialised in infrastructure/tofu" in second.stdout
     assert len(tfstate_server.store.requests) == seen, "a second run with the same settings must not run init"

@@ -83,3 +83,18 @@ def test_os_errors_are_told_in_words():
     assert full.startswith("No space left on device (free some space and run again);") and "None" not in full
     named = os_error_message(IsADirectoryError(errno.EISDIR, "Is a directory", "/repo/x.yaml"))
     assert named.startswith("Is a directory: /repo/x.yaml;")
+
+
+def test_cluster_vars_readable_by_others_are_said_once(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import readable_vars_warnings
+
+    cluster, nodes = tmp_path / "cluster.yaml", tmp_path / "nodes.yaml"
+    cluster.write_text('cloudflare_token: "a-real-secret"\n')
+    nodes.write_text("nodes: []\n")
+    for path in (cluster, nodes):
+        path.chmod(0o644)
+    [warning] = readable_vars_warnings([cluster, nodes], {}, ["a-real-secret"])  # nodes.yaml holds no secret
+    assert warning.startswith("cluster.yaml holds secrets but is readable by others (mode 0644)") and "chmod 600" in warning
+    assert readable_vars_warnings([cluster], {"vars_modes": {str(cluster): 0o644}}, ["a-real-secret"]) == []
+    cluster.chmod(0o600)
+    assert readable_vars_warnings([cluster], {}, ["a-real-secret"]) == []
