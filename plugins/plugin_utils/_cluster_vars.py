@@ -23,7 +23,7 @@ import re
 import stat
 import tomllib
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -387,16 +387,23 @@ def load_cluster_vars(files: Sequence[Path] | Path, nodes_file: Path | None = No
     return result
 
 
-def _check_storable(cluster: ClusterVars) -> None:
-    """A string no file can hold (a lone UTF-16 surrogate such as ``"\\ud800"``) is reported where it is."""
-    stack: list[tuple[Any, KeyPath]] = [(cluster.data, ())]
+def iter_leaves(data: Any) -> Iterator[tuple[KeyPath, Any]]:
+    """Every value that is neither a mapping nor a list, with its key path (iteratively: no recursion limit)."""
+    stack: list[tuple[Any, KeyPath]] = [(data, ())]
     while stack:
         value, path = stack.pop()
         if isinstance(value, Mapping):
             stack += [(item, (*path, key)) for key, item in value.items()]
         elif isinstance(value, list):
             stack += [(item, (*path, index)) for index, item in enumerate(value)]
-        elif isinstance(value, str):
+        else:
+            yield path, value
+
+
+def _check_storable(cluster: ClusterVars) -> None:
+    """A string no file can hold (a lone UTF-16 surrogate such as ``"\\ud800"``) is reported where it is."""
+    for path, value in iter_leaves(cluster.data):
+        if isinstance(value, str):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
@@ -743,14 +750,8 @@ def secret_paths_by_value(data: Mapping[str, Any], schema: Mapping[str, Any] | N
     """Every string held under a secret key, with the key paths that hold it (only the names are ever shown)."""
     schema = schema if schema is not None else load_schema()
     found: dict[str, list[str]] = {}
-    stack: list[tuple[Any, KeyPath]] = [(data, ())]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, Mapping):
-            stack += [(item, (*path, key)) for key, item in value.items()]
-        elif isinstance(value, list):
-            stack += [(item, (*path, index)) for index, item in enumerate(value)]
-        elif isinstance(value, str) and value.strip() and is_secret_path(path, schema) and not is_placeholder(value):
+    for path, value in iter_leaves(data):
+        if isinstance(value, str) and value.strip() and is_secret_path(path, schema) and not is_placeholder(value):
             found.setdefault(value, []).append(format_path(path))
     return found
 

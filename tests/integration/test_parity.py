@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import ROOT, sops_binary
+from tests.conftest import MAKEJINJA_DELIMITERS, ROOT, sops_binary
 
 SCRIPT = ROOT / "scripts" / "parity.py"
 TOKEN = "parity-token-not-for-output"  # the one secret value: it must never appear in the script's output
@@ -30,15 +30,7 @@ data = ["./cluster.yaml"]
 jinja_suffix = ".j2"
 force = true
 undefined = "chainable"
-
-[makejinja.delimiter]
-block_start = "#%"
-block_end = "%#"
-comment_start = "#|"
-comment_end = "#|"
-variable_start = "#{"
-variable_end = "}#"
-"""
+""" + MAKEJINJA_DELIMITERS
 PLAIN_TEMPLATE = """\
 #| a plain template: no secret in it #|
 domain: #{ cloudflare_domain }#
