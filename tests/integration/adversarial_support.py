@@ -152,9 +152,9 @@ def schema_cases() -> list[Case]:
         mutation = replace_vars(old, f"{key}: {bad}") if old else append("cluster.yaml", f"{key}: {bad}\n")
         cases.append(Case(f"{key} = {bad}", mutation, ("cluster.yaml", key)))
     cases.append(Case("misspelt key", append("cluster.yaml", 'tfstate_pasword: "x"\n'), ("cluster.yaml", "misspelling")))
-    cases.append(Case("duplicate node names", write("nodes.yaml", "nodes:\n  - {name: a, address: 192.168.42.20, controller: true}\n"
-                                                                "  - {name: a, address: 192.168.42.21, controller: false}\n"),
-                      ("nodes.yaml", "also used")))
+    twins = ("nodes:\n  - {name: a, address: 192.168.42.20, controller: true}\n"
+             "  - {name: a, address: 192.168.42.21, controller: false}\n")
+    cases.append(Case("duplicate node names", write("nodes.yaml", twins), ("nodes.yaml", "also used")))
     cases.append(Case("node outside node_cidr", write("nodes.yaml", "nodes:\n  - {name: a, address: 10.9.9.9, controller: true}\n"),
                       ("nodes.yaml", "outside node_cidr")))
     return cases
@@ -192,23 +192,24 @@ def template_cases() -> list[Case]:
     ]
 
 
+MJ = '[makejinja]\ninputs = ["./templates"]\njinja_suffix = ".j2"\n'
+CLASHING_DELIMITERS = '[makejinja.delimiter]\nvariable_start = "#%"\nvariable_end = "%#"\nblock_start = "#%"\nblock_end = "%#"\n'
+FOREIGN_SECRET = ("stringData:\n  X: ENC[AES256_GCM,data:Zm9v,iv:Zm9v,tag:Zm9v,type:str]\n"
+                  "sops:\n  age:\n    - recipient: age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq8"
+                  "\n      enc: x\n  lastmodified: '2026-01-01T00:00:00Z'\n  mac: x\n  version: 3.11.0\n")
+
+
 def config_cases() -> list[Case]:
     return [
         Case("makejinja.toml invalid", write("makejinja.toml", "[makejinja\ninputs = 1\n"), ("makejinja.toml", "invalid TOML")),
         Case("makejinja.toml inputs not a list", write("makejinja.toml", '[makejinja]\ninputs = 5\n'), ("makejinja.toml", "inputs")),
         Case("makejinja.toml bad undefined", write("makejinja.toml", '[makejinja]\ninputs = ["./templates"]\nundefined = "loose"\n'),
              ("makejinja.toml", "undefined")),
-        Case("makejinja.toml bad delimiters", write("makejinja.toml", '[makejinja]\ninputs = ["./templates"]\njinja_suffix = ".j2"\n'
-                                                                       '[makejinja.delimiter]\nvariable_start = "#%"\n'
-                                                                       'variable_end = "%#"\nblock_start = "#%"\nblock_end = "%#"\n'),
-             ("makejinja.toml",)),
-        Case("makejinja.toml output outside", write("makejinja.toml", '[makejinja]\ninputs = ["./templates"]\noutput = "../x"\n'
-                                                                       'jinja_suffix = ".j2"\n'), ("outside the repository",)),
-        Case("makejinja.toml missing data file", write("makejinja.toml", '[makejinja]\ninputs = ["./templates"]\njinja_suffix = ".j2"\n'
-                                                                          'data = ["./cluster.yaml", "./gone.toml"]\n'),
+        Case("makejinja.toml bad delimiters", write("makejinja.toml", MJ + CLASHING_DELIMITERS), ("makejinja.toml",)),
+        Case("makejinja.toml output outside", write("makejinja.toml", MJ + 'output = "../x"\n'), ("outside the repository",)),
+        Case("makejinja.toml missing data file", write("makejinja.toml", MJ + 'data = ["./cluster.yaml", "./gone.toml"]\n'),
              ("gone.toml", "not found")),
-        Case("plugin missing module", write("makejinja.toml", '[makejinja]\ninputs = ["./templates"]\njinja_suffix = ".j2"\n'
-                                                               'loaders = ["not_there:Plugin"]\n'), ("not_there",)),
+        Case("plugin missing module", write("makejinja.toml", MJ + 'loaders = ["not_there:Plugin"]\n'), ("not_there",)),
         Case(".sops.yaml invalid", write(".sops.yaml", "creation_rules: [\n"), (".sops.yaml:", "invalid YAML")),
         Case(".sops.yaml unclosed quote", write(".sops.yaml", "creation_rules:\n  - path_regex: 'x\n"), (".sops.yaml:2:",)),
         Case(".sops.yaml without rules", write(".sops.yaml", "keys: []\n"), (".sops.yaml", "creation_rules")),
@@ -233,10 +234,7 @@ def tree_cases() -> list[Case]:
         Case("secret truncated", write(secret, "apiVersion: v1\nkind: Secret\nstringData:\n  CLOUDFLARE_TOKEN: ENC[AES256_GCM,data:abc"),
              (secret,)),
         Case("secret garbage", write(secret, b"\x00\x01\x02 not yaml at all \xff"), (secret,)),
-        Case("secret for another key", write(secret, "stringData:\n  X: ENC[AES256_GCM,data:Zm9v,iv:Zm9v,tag:Zm9v,type:str]\n"
-                                                   "sops:\n  age:\n    - recipient: age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq8"
-                                                   "\n      enc: x\n  lastmodified: '2026-01-01T00:00:00Z'\n  mac: x\n  version: 3.11.0\n"),
-             (secret,)),
+        Case("secret for another key", write(secret, FOREIGN_SECRET), (secret,)),
         Case("secret whitespace-only value", replace_vars(f'cloudflare_token: "{CANARIES["cloudflare_token"]}"', 'cloudflare_token: "   "'),
              ("CLOUDFLARE_TOKEN: would become blank", "only whitespace")),
     ]

@@ -182,7 +182,7 @@ def _secret_files(root: Path) -> list[Path]:
 def _check_consistent(root: Path, key: Path) -> None:
     for path in _secret_files(root):
         decrypt(path, key)  # raises on a half-written or corrupt file
-    strays = [p for p in root.rglob("*.tmp")]
+    strays = list(root.rglob("*.tmp"))
     assert strays == [], strays
 
 
@@ -218,7 +218,7 @@ def test_a_kill_at_any_write_loses_nothing(base, tmp_path, point, at):
     assert "secret.sops.yaml" in str(list(root.rglob("secret.sops.yaml")))
     decrypted = decrypt(root / "kubernetes/apps/default/echo/app/secret.sops.yaml", key)
     assert f"{CANARIES['cloudflare_token']}-gen1" in decrypted
-    assert not [p for p in Path(tmp_path).rglob("*.tmp")], "a temporary file survived the next run"
+    assert not list(Path(tmp_path).rglob("*.tmp")), "a temporary file survived the next run"
     if killed_with_temps:
         assert "left by an interrupted run" in warnings
 
