@@ -526,4 +526,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `parity.py REPO | head`: the reader has gone; the temporary folder is already removed
+        sys.stderr.close()
+        sys.exit(1)

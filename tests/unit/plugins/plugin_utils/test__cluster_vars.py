@@ -165,3 +165,12 @@ def test_own_only_checks_only_the_collections_keys(tmp_path):
     out = str(info.value)
     assert "cloudflare_token" not in out and "node_cidr" not in out
     assert "tfstate_url" in out and "likely a misspelling of 'tfstate_password'" in out
+
+
+def test_external_secrets_store_namespaces_and_find_are_valid_cluster_vars(tmp_path):
+    path = write(tmp_path, VALID + "external_secrets:\n  enabled: true\n  store_namespaces: [apps]\n"
+                               "  sync:\n    - {name: db, namespace: apps, find: ['^db-']}\n")
+    load_and_validate([path])
+    bad = write(tmp_path, VALID + "external_secrets:\n  store_namespaces: [Not_A_Name]\n", "bad.yaml")
+    with pytest.raises(ClusterVarsError, match="store_namespaces"):
+        load_and_validate([bad])
