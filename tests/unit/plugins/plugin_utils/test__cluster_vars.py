@@ -168,8 +168,8 @@ def test_own_only_checks_only_the_collections_keys(tmp_path):
 
 
 def test_external_secrets_store_namespaces_and_find_are_valid_cluster_vars(tmp_path):
-    path = write(tmp_path, VALID + "external_secrets:\n  enabled: true\n  store_namespaces: [apps]\n"
-                               "  sync:\n    - {name: db, namespace: apps, find: ['^db-']}\n")
+    section = "external_secrets:\n  enabled: true\n  store_namespaces: [apps]\n  sync:\n    - {name: db, namespace: apps, find: ['^db-']}\n"
+    path = write(tmp_path, VALID + section)
     load_and_validate([path])
     bad = write(tmp_path, VALID + "external_secrets:\n  store_namespaces: [Not_A_Name]\n", "bad.yaml")
     with pytest.raises(ClusterVarsError, match="store_namespaces"):
