@@ -33,7 +33,7 @@ def recipient(key_file: Path) -> str:
 
 
 def write_sops_config(repo: Repo) -> None:
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import default_sops_config
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
 
     repo.write(".sops.yaml", default_sops_config([recipient(repo.key_file)]))
 

@@ -7,27 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.action import ActionBase
-
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, find_age_keys, generate_key_file
-from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import age_key_argument_spec
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import AGE_KEY_SPEC
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
+class ActionModule(ClusterSecretsAction):
+    ARGUMENT_SPEC = AGE_KEY_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=age_key_argument_spec())
+    def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         root = Path(args["cluster_root"])
         explicit = args["age_key_file"] if args["age_key_file"] and Path(args["age_key_file"]).exists() else None
-        try:
-            keys = find_age_keys(root, explicit)
-        except AgeKeyError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+        keys = find_age_keys(root, explicit)
         result["looked"] = keys.looked
         if keys.primary is not None:
             result.update(changed=False, path=keys.primary.source, recipient=keys.primary.recipient,
@@ -38,7 +29,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=f"no age key found (looked in: {keys.where()})")
             return result
         result.update(changed=True, path=str(target))
-        if self._task.check_mode:
+        if self.check_mode:
             result["msg"] = f"a new age key would be written to {target}"
             return result
         try:
@@ -49,3 +40,7 @@ class ActionModule(ActionBase):
         result.update(recipient=recipient, recipients=[recipient],
                       msg=f"generated a new age key in {target} (mode 0600); back it up: it is the only way to decrypt")
         return result
+
+    def error_message(self, exc: Exception, args: dict[str, Any]) -> str:
+        # The key search names places and files, never a key: its message is shown as it is.
+        return str(exc) if isinstance(exc, AgeKeyError) else super().error_message(exc, args)

@@ -7,35 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.action import ActionBase
-
-from ansible_collections.cluster.secrets.plugins.plugin_utils._action import failure, user_error_types
-from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import cluster_vars_argument_spec
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import (
-    load_and_validate,
-    load_schema,
-    secret_keys,
-    with_defaults,
-    without_secrets,
-)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import CLUSTER_VARS_SPEC
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureOptions
+from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import secret_keys, without_secrets
+from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_schema import load_schema, with_defaults
+from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_validation import load_and_validate
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
+class ActionModule(ClusterSecretsAction):
+    ARGUMENT_SPEC = CLUSTER_VARS_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=cluster_vars_argument_spec())
+    def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         options = ConfigureOptions(root=Path(args["cluster_root"]), cluster_file=args["cluster_file"],
                                    nodes_file=args["nodes_file"], known_keys=args["known_keys"])
-        try:
-            cluster = load_and_validate(options.vars_files, known_keys=options.known_keys,
-                                        own_only=options.layout().makejinja)
-        except user_error_types() as exc:
-            return failure(result, exc, options)
+        cluster = load_and_validate(options.vars_files, known_keys=options.known_keys, own_only=options.layout().makejinja)
         schema = load_schema()
         hidden = secret_keys(schema, cluster.data)
         data = with_defaults(cluster.data, schema)

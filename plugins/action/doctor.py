@@ -7,19 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.action import ActionBase
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import DOCTOR_SPEC
+from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import DoctorOptions, diagnose
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import DoctorOptions, diagnose, doctor_argument_spec
 
+class ActionModule(ClusterSecretsAction):
+    ARGUMENT_SPEC = DOCTOR_SPEC
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=doctor_argument_spec())
+    def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         gitignore = {pattern: "warning" for pattern in args["gitignore_warnings"]}
         gitignore.update({pattern: "error" for pattern in args["gitignore_errors"]})
         options = DoctorOptions(
@@ -27,11 +23,7 @@ class ActionModule(ActionBase):
             secret_pattern=args["secret_pattern"], max_age_days=args["max_age_days"],
             recovery_key_file=args["recovery_key_file"], gitignore=gitignore,
         )
-        try:
-            report = diagnose(options)
-        except OSError as exc:
-            result.update(failed=True, msg=f"doctor could not read the repository: {exc.strerror}: {exc.filename}")
-            return result
+        report = diagnose(options)
         result.update(
             changed=False,
             findings=[f.as_dict() for f in report.findings],
@@ -41,3 +33,9 @@ class ActionModule(ActionBase):
             msg=report.summary(),
         )
         return result
+
+    def error_message(self, exc: Exception, args: dict[str, Any]) -> str:
+        # Findings are the doctor's answer; only a repository it cannot read stops it.
+        if isinstance(exc, OSError):
+            return f"doctor could not read the repository: {exc.strerror}: {exc.filename}"
+        return super().error_message(exc, args)

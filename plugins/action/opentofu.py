@@ -8,15 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu import (
-    OpenTofuError,
-    TofuOptions,
-    opentofu_argument_spec,
-    run_opentofu,
-)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction, user_error_types
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import OPENTOFU_SPEC
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu import run_opentofu
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_options import OpenTofuError, TofuOptions
 
 display = Display()
 
@@ -33,38 +30,35 @@ def progress_printer(command: str, host: str) -> Callable[[str], None]:
     return show
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
+class ActionModule(ClusterSecretsAction):
+    ARGUMENT_SPEC = OPENTOFU_SPEC
+    USER_ERRORS = user_error_types(OpenTofuError)
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=opentofu_argument_spec())
+    def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         # Progress for the long commands (plan, apply, destroy, and init when it is what was asked for); configure's
         # own quick init stays quiet and only reports its outcome.
         streams = args["progress"] and (args["command"] != "init" or args["init_required"])
-        host = str((task_vars or {}).get("inventory_hostname", "localhost"))
-        try:
-            options = TofuOptions(
-                root=Path(args["cluster_root"]),
-                command=args["command"],
-                binary=args["binary"],
-                tofu_dir=args["tofu_dir"],
-                secrets_file=args["secrets_file"],
-                age_key_file=args["age_key_file"],
-                sops_binary=args["sops_binary"],
-                arguments=args["arguments"],
-                confirm=args["confirm"],
-                init_required=args["init_required"],
-                timeout=args["timeout"],
-                progress=progress_printer(args["command"], host) if streams else None,
-            )
-        except OpenTofuError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        outcome = run_opentofu(options, check_mode=bool(self._task.check_mode), diff=bool(self._task.diff))
+        host = str(self.task_vars.get("inventory_hostname", "localhost"))
+        options = TofuOptions(
+            root=Path(args["cluster_root"]),
+            command=args["command"],
+            binary=args["binary"],
+            tofu_dir=args["tofu_dir"],
+            secrets_file=args["secrets_file"],
+            age_key_file=args["age_key_file"],
+            sops_binary=args["sops_binary"],
+            arguments=args["arguments"],
+            confirm=args["confirm"],
+            init_required=args["init_required"],
+            timeout=args["timeout"],
+            progress=progress_printer(args["command"], host) if streams else None,
+        )
+        outcome = run_opentofu(options, check_mode=self.check_mode, diff=self.diff_mode)
         result.update(outcome.result())
         if outcome.diff is not None:
             result["diff"] = outcome.diff
         return result
+
+    def error_message(self, exc: Exception, args: dict[str, Any]) -> str:
+        # OpenTofu's own errors are scrubbed of every decrypted value where they are made.
+        return str(exc) if isinstance(exc, OpenTofuError) else super().error_message(exc, args)

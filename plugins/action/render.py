@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.action import ActionBase
-
-from ansible_collections.cluster.secrets.plugins.plugin_utils._action import failure, user_error_types
-from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import render_argument_spec
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import RENDER_SPEC
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_gitops import GitopsChanges
+from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import plan_external_secrets
 from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu import Outcome, run_opentofu
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_options import TofuOptions
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import (
     ConfigureOptions,
     Plan,
@@ -41,20 +43,47 @@ def summary_lines(planned: Plan, check_mode: bool) -> list[str]:
     return lines
 
 
+def init_opentofu(planned: Plan, settings: dict[str, Any], check_mode: bool, diff: bool) -> Outcome:
+    """configure's last step, in the same task: OpenTofu init with the infrastructure secrets this run rendered,
+    handed over in memory (neither read nor decrypted again); from disk when this run rendered none."""
+    options = TofuOptions(
+        root=planned.options.root, command="init", binary=settings["binary"] or None, tofu_dir=settings["tofu_dir"],
+        secrets_file=settings["secrets_file"], age_key_file=planned.options.age_key_file,
+        sops_binary=planned.options.sops_binary, init_required=settings["init_required"], timeout=settings["timeout"],
+    )
+    return run_opentofu(options, check_mode=check_mode, diff=diff, sops=planned.sops,
+                        secrets=planned.secret_data(settings["secrets_file"]))
+
+
+def opentofu_line(outcome: dict[str, Any]) -> str | None:
+    """The summary line for OpenTofu: an init with nothing to do says nothing."""
+    if outcome.get("changed") or "cause" in outcome or "skipped_reason" in outcome or outcome.get("failed"):
+        return str(outcome.get("msg") or "") or None
+    return None
+
+
+def report_gitops(result: dict[str, Any], gitops: GitopsChanges, check_mode: bool) -> None:
+    """The GitOps tree in configure's result: its own summary, one line (and the paths written) in configure's."""
+    summary = gitops.summary()
+    result["external_secrets"] = {**summary, "msg": gitops.message(check_mode)}
+    result["external_secrets_written"] = True
+    result["changed"] = result["changed"] or gitops.changed
+    if gitops.changed:
+        result["summary"].append("External Secrets GitOps: " + gitops.message(check_mode))
+        result["summary"] += [f"{label}: {path}" for label, key in (("created", "created"), ("updated", "updated"),
+                                                                    ("removed", "removed")) for path in summary[key]]
+
+
 def external_secrets_enabled(data: Any) -> bool:
     """Whether the cluster vars turn the External Secrets Operator on (configure then runs its role)."""
     section = data.get("external_secrets") if isinstance(data, dict) else None
     return isinstance(section, dict) and bool(section.get("enabled"))
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
+class ActionModule(ClusterSecretsAction):
+    ARGUMENT_SPEC = RENDER_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=render_argument_spec())
+    def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         options = ConfigureOptions(
             root=Path(args["cluster_root"]),
             cluster_file=args["cluster_file"],
@@ -72,21 +101,41 @@ class ActionModule(ActionBase):
             undefined=args["undefined"],
             lock_timeout=args["lock_timeout"],
         )
-        try:
-            with repository_lock(options.root, "configure", options.lock_timeout):
-                planned = plan(options)
-                if not self._task.check_mode:
-                    apply(planned)
-        except user_error_types() as exc:
-            return failure(result, exc, options)
+        with repository_lock(options.root, "configure", options.lock_timeout):
+            planned = plan(options)
+            if not self.check_mode:
+                apply(planned)
+            outcome = init_opentofu(planned, args["opentofu"], self.check_mode, self.diff_mode) if args["opentofu"] else None
+            # The External Secrets GitOps tree, from the cluster vars and the door this run holds (nothing reloaded).
+            gitops = (plan_external_secrets(planned.sops, planned.cluster, prune=args["external_secrets"]["prune"])
+                      if args["external_secrets"] else None)
+            if gitops is not None and not self.check_mode:
+                gitops.apply()
         summary = planned.summary()
         result.update(summary)
         result["changed"] = planned.changed
-        result["msg"] = "\n".join(secrets_summary_lines(planned, self._task.check_mode))
-        result["summary"] = summary_lines(planned, bool(self._task.check_mode))
+        result["msg"] = "\n".join(secrets_summary_lines(planned, self.check_mode))
+        result["summary"] = summary_lines(planned, self.check_mode)
         result["external_secrets_enabled"] = external_secrets_enabled(planned.cluster.data)
+        if outcome is not None:
+            tofu = result["opentofu"] = outcome.result()
+            line = opentofu_line(tofu)
+            result["summary"] += [line] if line else []
+            result["changed"] = result["changed"] or outcome.changed
+            planned.warnings += outcome.warnings
+            if outcome.failed:
+                result["failed"] = True
+                result["msg"] = outcome.msg
         if planned.warnings:
             result["warnings"] = planned.warnings
-        if self._task.diff and planned.changed:
-            result["diff"] = planned.diff()
+        if gitops is not None:
+            report_gitops(result, gitops, self.check_mode)
+            planned.warnings += gitops.warnings + gitops.stale_warnings()
+        diffs = planned.diff() if self.diff_mode and planned.changed else []
+        if gitops is not None and self.diff_mode and gitops.changed:
+            diffs += gitops.diff()
+        if outcome is not None and outcome.diff is not None:
+            diffs.append(outcome.diff)
+        if diffs:
+            result["diff"] = diffs
         return result

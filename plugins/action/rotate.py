@@ -7,41 +7,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.action import ActionBase
-
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction, user_error_types
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import ROTATE_SPEC
 from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import LockError, repository_lock
-from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate import RotateError, RotateOptions, rotate, rotate_argument_spec
+from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate import RotateError, RotateOptions, rotate
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import SopsToolError
 
+# Every file decrypts with the old key, the new key or both at any moment: a rerun finishes the rotation.
+RERUN = "rerun the rotate playbook to continue"
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=rotate_argument_spec())
-        try:
-            options = RotateOptions(root=Path(args["cluster_root"]), mode=args["mode"], age_key_file=args["age_key_file"],
-                                    sops_binary=args["sops_binary"], secret_pattern=args["secret_pattern"],
-                                    backup_dir=args["backup_dir"])
-            with repository_lock(options.root, "rotate"):  # one writer per repository
-                outcome = rotate(options, check_mode=self._task.check_mode)
-        except LockError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        except (RotateError, SopsToolError, AgeKeyError) as exc:
-            result.update(failed=True, msg=f"{exc} (rerun the rotate playbook to continue: every file still decrypts "
-                                           "with the old or the new key)" if isinstance(exc, SopsToolError) else str(exc))
-            return result
-        except OSError as exc:
-            result.update(failed=True, msg=f"{exc.strerror}: {exc.filename} (rerun the rotate playbook to continue)")
-            return result
-        lines = outcome.lines(self._task.check_mode)
+class ActionModule(ClusterSecretsAction):
+    ARGUMENT_SPEC = ROTATE_SPEC
+    USER_ERRORS = user_error_types(RotateError)
+
+    def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        options = RotateOptions(root=Path(args["cluster_root"]), mode=args["mode"], age_key_file=args["age_key_file"],
+                                sops_binary=args["sops_binary"], secret_pattern=args["secret_pattern"],
+                                backup_dir=args["backup_dir"])
+        with repository_lock(options.root, "rotate"):  # one writer per repository
+            outcome = rotate(options, check_mode=self.check_mode)
+        lines = outcome.lines(self.check_mode)
         result.update(
-            changed=outcome.changed or (self._task.check_mode and bool(outcome.files)),
+            changed=outcome.changed or (self.check_mode and bool(outcome.files)),
             # "skipped" is a reserved result key (Ansible reads it as a boolean): the files left alone are "files_skipped".
             files=outcome.files, files_skipped=outcome.skipped, new_recipient=outcome.new_recipient,
             removed_recipients=outcome.removed_recipients, key_file=outcome.key_file, key_backup=outcome.key_backup,
@@ -50,3 +39,13 @@ class ActionModule(ActionBase):
         if outcome.warnings:
             result["warnings"] = outcome.warnings
         return result
+
+    def error_message(self, exc: Exception, args: dict[str, Any]) -> str:
+        # Rotation's own messages name files and public keys, never a secret value.
+        if isinstance(exc, SopsToolError):
+            return f"{exc} ({RERUN}: every file still decrypts with the old or the new key)"
+        if isinstance(exc, (LockError, RotateError, AgeKeyError)):
+            return str(exc)
+        if isinstance(exc, OSError):
+            return f"{exc.strerror}: {exc.filename} ({RERUN})"
+        return super().error_message(exc, args)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import readiness_problems
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_manifests import readiness_problems
 
 
 def eso_readiness(resources: Any, expected: Any) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import RECIPIENT_RE
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import default_sops_config
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
 
 
 def sops_config(recipients: Any) -> str:

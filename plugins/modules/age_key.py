@@ -15,11 +15,10 @@ description:
     C(<cluster_root>/age.key) with mode 0600.
   - Returns only public information; the secret key never leaves the file.
   - Runs on the controller.
+extends_documentation_fragment:
+  - cluster.secrets.repository
+  - cluster.secrets.attributes
 options:
-  cluster_root:
-    description: The cluster repository.
-    type: path
-    required: true
   age_key_file:
     description: Key file to look at first, and where a new key is written.
     type: path
@@ -29,17 +28,14 @@ options:
     default: true
 attributes:
   check_mode:
-    description: Supports check mode, reporting what would change without changing it.
     support: full
     details: Reports whether a key would be generated and writes nothing.
   diff_mode:
-    description: Supports diff mode, showing what changed or would change.
     support: none
     details: The key file is secret; no diff is shown.
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

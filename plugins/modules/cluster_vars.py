@@ -17,6 +17,9 @@ description:
   - Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.cluster_vars
+  - cluster.secrets.attributes
+  - cluster.secrets.attributes.read_only
 options:
   known_keys:
     description:
@@ -25,18 +28,10 @@ options:
     elements: str
     default: []
 attributes:
-  check_mode:
-    description: Supports check mode, reporting what would change without changing it.
-    support: full
-    details: Only reads files.
-  diff_mode:
-    description: Supports diff mode, showing what changed or would change.
-    support: none
-    details: Nothing is changed.
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.cluster_vars
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

@@ -33,13 +33,10 @@ description:
     Decrypted content is only held in memory to prove it decrypts. Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
+  - cluster.secrets.attributes.read_only
 options:
-  cluster_file:
-    description: Not used by this module.
-    type: path
-  nodes_file:
-    description: Not used by this module.
-    type: path
   secret_pattern:
     description: Regular expression on relative paths that marks secret files.
     type: str
@@ -62,17 +59,10 @@ options:
     elements: str
     default: ["*.tfvars"]
 attributes:
-  check_mode:
-    description: Supports check mode, reporting what would change without changing it.
-    support: full
-    details: The module never writes, so check mode changes nothing.
-  diff_mode:
-    description: Supports diff mode, showing what changed or would change.
-    support: none
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.sops
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

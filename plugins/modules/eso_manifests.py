@@ -27,6 +27,9 @@ description:
   - Runs on the controller. Use the role C(cluster.secrets.external_secrets) rather than this module directly.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.cluster_vars
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
 options:
   use_cluster_vars:
     description: Read the C(external_secrets) mapping of cluster.yaml (when the file exists) for options left unset.
@@ -110,17 +113,16 @@ options:
     elements: str
 attributes:
   check_mode:
-    description: Supports check mode, reporting what would change without changing it.
     support: full
     details: Computes what would change and writes nothing.
   diff_mode:
-    description: Supports diff mode, showing what changed or would change.
     support: full
     details: Plain files show a text diff; encrypted files show only the names of the keys that changed.
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.cluster_vars
+      - cluster.secrets.sops
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

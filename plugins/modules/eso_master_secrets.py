@@ -18,6 +18,10 @@ description:
   - Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.cluster_vars
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
+  - cluster.secrets.attributes.read_only
 options:
   namespace:
     description: Namespace the Secrets are put in; a document naming another namespace is an error.
@@ -32,17 +36,11 @@ options:
     type: str
     default: kubernetes/apps/external-secrets
 attributes:
-  check_mode:
-    description: Supports check mode, reporting what would change without changing it.
-    support: full
-    details: Reads only.
-  diff_mode:
-    description: Supports diff mode, showing what changed or would change.
-    support: none
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.cluster_vars
+      - cluster.secrets.sops
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

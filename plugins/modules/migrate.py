@@ -22,6 +22,9 @@ description:
   - Reports file and key names, never values. Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.cluster_vars
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
 options:
   sources:
     description:
@@ -47,17 +50,16 @@ options:
     default: true
 attributes:
   check_mode:
-    description: Supports check mode, reporting what would change without changing it.
     support: full
     details: Reports what would be added, skipped and in conflict; writes no file, not even the backup.
   diff_mode:
-    description: Supports diff mode, showing what changed or would change.
     support: full
     details: Shows the names of the keys added or replaced, never their values.
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.cluster_vars
+      - cluster.secrets.sops
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

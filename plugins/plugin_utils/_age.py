@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import ato
 SECRET_KEY_RE = re.compile(r"^AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+$")
 RECIPIENT_RE = re.compile(r"^age1(?:pq1)?[0-9a-z]+$")
 KEYGEN_TIMEOUT = 60
+ENV_KEY_FILE_LABEL = "$SOPS_AGE_KEY_FILE"
 
 
 class AgeKeyError(Exception):
@@ -42,6 +43,15 @@ class AgeIdentity:
     @property
     def post_quantum(self) -> bool:
         return self.secret.startswith("AGE-SECRET-KEY-PQ-")
+
+    @property
+    def key_file(self) -> Path | None:
+        """The file the identity was read from (None: it came from ``$SOPS_AGE_KEY`` or was just generated)."""
+        if self.source in ("$SOPS_AGE_KEY", "new"):
+            return None
+        if self.source.startswith(ENV_KEY_FILE_LABEL + " ("):
+            return Path(self.source[len(ENV_KEY_FILE_LABEL) + 2:-1])
+        return Path(self.source)
 
 
 @dataclass
@@ -79,7 +89,11 @@ def derive_recipient(secret: str) -> str | None:
     keygen = shutil.which("age-keygen")
     if keygen is None:
         return None
-    result = subprocess.run([keygen, "-y"], input=secret + "\n", capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run([keygen, "-y"], input=secret + "\n", capture_output=True, text=True, check=False,
+                                timeout=KEYGEN_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AgeKeyError(f"the public key of an age key cannot be derived: {keygen} did not run ({exc.__class__.__name__})") from None
     if result.returncode != 0:
         if secret.startswith("AGE-SECRET-KEY-PQ-"):
             return None
@@ -140,7 +154,7 @@ def find_age_keys(root: Path | None, key_file: str | None = None, environ: Mappi
     if env_file:
         path = Path(env_file).expanduser()
         if path.exists():
-            identities += _read_key_file(path, f"$SOPS_AGE_KEY_FILE ({path})")
+            identities += _read_key_file(path, f"{ENV_KEY_FILE_LABEL} ({path})")
     candidates = []
     if root is not None:
         candidates.append(Path(root) / "age.key")
@@ -179,11 +193,17 @@ def generate_identity(source: str = "new") -> AgeIdentity:
     return AgeIdentity(secret=secret, recipient=recipient, source=source)
 
 
+def key_file_text(identity: AgeIdentity, kept: Iterable[AgeIdentity] = (), note: str = "kept") -> bytes:
+    """An age key file as age-keygen writes it, holding ``identity`` first and then every ``kept`` one."""
+    created = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+    text = f"# created: {created}\n# public key: {identity.recipient}\n{identity.secret}\n"
+    for other in kept:
+        text += f"# {note}: public key {other.recipient}\n{other.secret}\n"
+    return text.encode()
+
+
 def generate_key_file(path: Path) -> str:
     """Create a new X25519 identity in ``path`` (mode 0600) and return its recipient."""
     identity = generate_identity(str(path))
-    secret, recipient = identity.secret, identity.recipient or ""
-    created = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
-    text = f"# created: {created}\n# public key: {recipient}\n{secret}\n"
-    atomic_write(path, text.encode(), mode=0o600)
-    return recipient
+    atomic_write(path, key_file_text(identity), mode=0o600)
+    return identity.recipient or ""

@@ -37,8 +37,8 @@ def timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def write_backup(directory: Path, name: str, content: bytes) -> Path:
-    """Write ``content`` to a new 0600 file ``<name>.<UTC timestamp>`` in ``directory``; return its path."""
+def next_backup_path(directory: Path, name: str) -> Path:
+    """A free name ``<name>.<UTC timestamp>`` (``.<n>`` appended when taken) in ``directory``, made ready (0700, ignored)."""
     ensure_backup_dir(directory)
     stamp = timestamp()
     target = directory / f"{name}.{stamp}"
@@ -46,5 +46,11 @@ def write_backup(directory: Path, name: str, content: bytes) -> Path:
     while target.exists():
         target = directory / f"{name}.{stamp}.{counter}"
         counter += 1
+    return target
+
+
+def write_backup(directory: Path, name: str, content: bytes) -> Path:
+    """Write ``content`` to a new 0600 file ``<name>.<UTC timestamp>`` in ``directory``; return its path."""
+    target = next_backup_path(directory, name)
     atomic_write(target, content, mode=0o600)
     return target

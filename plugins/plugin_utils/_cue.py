@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import Finding
+from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import Finding
 
 SCHEMA_DIR = Path(".taskfiles/template/resources")
 CUE_TIMEOUT = 120

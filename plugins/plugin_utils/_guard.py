@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import is_placeholder, load_schema
+from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import is_placeholder
+from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_schema import load_schema
 
 MIGRATE_COMMAND = "ansible-playbook cluster.secrets.migrate -e cluster_root=<repository>"
 OVERRIDE_VARIABLE = "configure_allow_secret_overwrite"

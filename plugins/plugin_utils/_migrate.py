@@ -8,8 +8,9 @@ such files (plaintext stays in memory), maps their keys to cluster.yaml keys and
 the new cluster.yaml text with a ruamel.yaml round trip, so comments, key order, quoting
 and blank lines survive. A key that cluster.yaml already sets to another real value is a
 conflict and is left alone unless ``overwrite`` is set. Placeholders and empty values are
-never migrated. ``apply_migration`` writes a 0600 backup of cluster.yaml first, then the new
-file atomically.
+never migrated. Secret files are read and decrypted through one ``_sops.Sops`` for the run,
+which configure's check then uses too. ``apply_migration`` writes a 0600 backup of cluster.yaml
+and the new file as one change set (``_changes``): the backup first, each file atomically.
 
 Reports name files and keys, never values.
 
@@ -37,10 +38,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     CommentedMap = dict
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, find_age_keys
-from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import backup_dir, write_backup
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVarsError, load_schema
-from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import backup_dir, next_backup_path
+from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import ChangeSet, FileChange
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVarsError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import private_tempfile, stale_temp_files
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import (
     OVERRIDE_VARIABLE,
     Loss,
@@ -49,15 +51,11 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import (
     is_real,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
-from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions, parse_plaintext, plan
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
-    SOPS_CONFIG_NAME,
-    SopsTool,
-    SopsToolError,
-    encrypted_metadata,
-    find_sops_binary,
-    sops_format,
-)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions, plan
+from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_plan import parse_plaintext
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SopsToolError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_schema import load_schema
 from ansible_collections.cluster.secrets.plugins.plugin_utils._yaml_edit import YamlDocument, YamlEditError
 
 # Which secret files are migrated, and how their keys map to cluster.yaml keys.
@@ -96,6 +94,8 @@ class MigrationPlan:
     values: list[str] = field(default_factory=list, repr=False)
     warnings: list[str] = field(default_factory=list)
     expected: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The run's door to sops: configure's check (verify_configure) goes through it too.
+    sops: Sops | None = field(default=None, repr=False)
 
     @property
     def changed(self) -> bool:
@@ -152,16 +152,16 @@ def _yaml_value(value: Any) -> Any:
     return value
 
 
-def read_secret_file(root: Path, relpath: str, tool: SopsTool | None) -> Any:
+def read_secret_file(sops: Sops, relpath: str) -> Any:
     """The parsed plaintext of a secret file (decrypted through pipes when it is encrypted)."""
-    content = (root / relpath).read_bytes()
-    fmt = sops_format(relpath)
-    if encrypted_metadata(content, fmt) is not None:
-        if tool is None:
+    status = sops.status(relpath)
+    content = status.content or b""
+    if status.encrypted:
+        if not sops.keys.identities:
             raise MigrateError(f"{relpath}: it is encrypted but no age key was found to decrypt it")
-        content = tool.decrypt(relpath, content=content)
+        content = sops.decrypt(relpath)
     try:
-        return parse_plaintext(content, fmt)
+        return parse_plaintext(content, status.fmt)
     except (ValueError, yaml.YAMLError, configparser.Error) as exc:
         raise MigrateError(f"{relpath}: cannot parse its decrypted content ({exc.__class__.__name__})") from None
 
@@ -187,7 +187,10 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
     if not isinstance(data, CommentedMap):
         raise MigrateError(f"{cluster_file.name}: the top level must be a mapping of keys to values")
 
-    tool = _sops_tool(root, age_key_file, sops_binary, environ)
+    try:
+        sops = Sops.open(root, age_key_file, sops_binary, environ)
+    except SopsToolError as exc:
+        raise MigrateError(str(exc)) from None
     items: list[MigrationItem] = []
     values: list[str] = []
     expected: dict[str, Any] = {}
@@ -197,7 +200,7 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
             items.append(MigrationItem(relpath, "(file)", "", "skipped", "file not found"))
             continue
         try:
-            flat = flatten_document(read_secret_file(root, relpath, tool))
+            flat = flatten_document(read_secret_file(sops, relpath))
         except SopsToolError as exc:
             raise MigrateError(str(exc)) from None
         pairs = list(keymap.items())
@@ -243,7 +246,7 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
             data.yaml_set_comment_before_after_key(
                 cluster_key, before=f"\nMigrated from {relpath} by cluster.secrets.migrate ({today})", indent=0)
     after = document.dump().encode("utf-8") if first_added or any(i.status == "replaced" for i in items) else before
-    plan_ = MigrationPlan(cluster_file, items, before, after, values, expected=expected)
+    plan_ = MigrationPlan(cluster_file, items, before, after, values, expected=expected, sops=sops)
     _check_round_trip(plan_)
     if plan_.by_status("conflict"):
         plan_.warnings.append(
@@ -251,21 +254,6 @@ def plan_migration(root: Path, cluster_file: Path | None = None, sources: Mappin
             "and configure will write its values. Check them, or rerun with overwrite to take the files' values."
         )
     return plan_
-
-
-def _sops_tool(root: Path, age_key_file: str | None, sops_binary: str | None, environ: Mapping[str, str] | None) -> SopsTool | None:
-    try:
-        keys = find_age_keys(root, age_key_file, environ)
-    except AgeKeyError as exc:
-        raise MigrateError(str(exc)) from None
-    if not keys.identities:
-        return None
-    try:
-        binary = find_sops_binary(sops_binary)
-        config = root / SOPS_CONFIG_NAME
-        return SopsTool(root, binary, keys.sops_env(), config if config.is_file() else None)
-    except SopsToolError as exc:
-        raise MigrateError(str(exc)) from None
 
 
 def _check_round_trip(plan_: MigrationPlan) -> None:
@@ -295,7 +283,7 @@ def verify_configure(plan_: MigrationPlan, options: ConfigureOptions) -> str | N
         if options.nodes_file is None or options.nodes_file == temp:
             options.nodes_file = plan_.cluster_file.parent / "nodes.yaml"
         try:
-            planned = plan(options)
+            planned = plan(options, plan_.sops)
         except (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError) as exc:
             return str(exc).replace(str(temp), plan_.cluster_file.name).replace(temp.name, plan_.cluster_file.name)
         except Exception as exc:  # any other failure only means the check could not run
@@ -343,24 +331,16 @@ def _loss_lines(losses: list[Loss]) -> str:
 
 
 def apply_migration(plan_: MigrationPlan, root: Path, backup: str | Path | None = None) -> Path | None:
-    """Back up cluster.yaml (0600), then write the migrated text atomically; return the backup path."""
+    """Write a 0600 backup of cluster.yaml and the migrated text as one change set, the backup first; return its path."""
     if not plan_.changed:
         return None
-    target = write_backup(backup_dir(root, backup), plan_.cluster_file.name, plan_.before)
-    mode = plan_.cluster_file.stat().st_mode & 0o700  # it holds secrets now: nobody else may read it
-    atomic_write(plan_.cluster_file, plan_.after, mode=mode or 0o600)
-    os.chmod(plan_.cluster_file, mode or 0o600)
+    target = next_backup_path(backup_dir(root, backup), plan_.cluster_file.name).resolve()
+    cluster_file = plan_.cluster_file.resolve()
+    mode = (cluster_file.stat().st_mode & 0o700) or 0o600  # it holds secrets now: nobody else may read it
+    base = Path(os.path.commonpath([target.parent, cluster_file.parent]))
+    backup_path, cluster_path = target.relative_to(base).as_posix(), cluster_file.relative_to(base).as_posix()
+    ChangeSet(base, [
+        FileChange(backup_path, False, "created", content=plan_.before, mode=0o600),
+        FileChange(cluster_path, False, "changed", content=plan_.after, before=plan_.before, mode=mode),
+    ], stale_temps=stale_temp_files([cluster_file]), first=(backup_path,)).apply()
     return target
-
-
-def migrate_argument_spec() -> dict[str, Any]:
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import repository_argument_spec  # noqa: PLC0415
-
-    spec = repository_argument_spec()
-    spec.update({
-        "sources": {"type": "dict"},
-        "overwrite": {"type": "bool", "default": False},
-        "backup_dir": {"type": "path"},
-        "verify": {"type": "bool", "default": True},
-    })
-    return spec

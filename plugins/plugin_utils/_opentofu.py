@@ -2,16 +2,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """OpenTofu (or Terraform) on a cluster repository, with secrets that never touch disk.
 
-``infrastructure/secrets.sops.yaml`` and any ``*.tfvars.sops.*`` next to the configuration are
-decrypted in memory; the HTTP state backend credentials reach the binary as ``TF_HTTP_USERNAME`` /
-``TF_HTTP_PASSWORD`` and every value as ``TF_VAR_<key>``, in the child's environment only. Output
-and error messages are scrubbed of every secret value before they leave this module.
+``run_opentofu`` is the whole operation behind the opentofu action: init when needed, then plan,
+apply or destroy. The infrastructure secrets (``_opentofu_secrets``) reach the binary in the
+child's environment only: ``TF_HTTP_USERNAME`` / ``TF_HTTP_PASSWORD`` for the HTTP state backend
+and every value as ``TF_VAR_<key>``. Output, streamed progress and error messages are scrubbed of
+every secret value before they leave this module. ``init`` is skipped when nothing changed since
+the last successful init (``_opentofu_marker``); failures are named by their cause
+(``_opentofu_causes``).
 
-``init`` is skipped when nothing changed since the last successful init by this module: a marker
-in the data directory (``.terraform/cluster.secrets.json``) records a SHA-256 of the configuration
-files, a SHA-256 of what init wrote (``.terraform/terraform.tfstate``, which holds the backend
-settings but no credentials), the binary's name, and an HMAC of the backend credentials keyed by a
-hash of the age identities. It holds no secret; anyone without the age key learns nothing from it.
+A caller that already holds the decrypted secrets (configure, right after rendering) hands them
+over, with its ``Sops``: then nothing is decrypted again.
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
 changes at any time. Do not use it from other collections or roles.
@@ -19,11 +19,7 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -32,189 +28,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeyError, find_age_keys
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import (
-    SECRET_NAME_RE,
-    is_placeholder,
-    load_schema,
-    scrub,
-    secret_values,
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_causes import (
+    CAUSE_LABELS,
+    Run,
+    failure_message,
+    missing_binary_message,
+    state_address,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
-    SOPS_CONFIG_NAME,
-    SopsTool,
-    SopsToolError,
-    find_sops_binary,
-    sops_format,
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_marker import (
+    clear_data_dir,
+    config_fingerprint,
+    data_dir_is_fresh,
+    init_reasons,
+    remember_warning,
+    remembered_warning,
+    warning_key,
+    write_marker,
 )
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_options import (
+    BACKEND_FILE,
+    CONFIRMED_COMMANDS,
+    OpenTofuError,
+    TofuOptions,
+)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_secrets import InfraSecrets, load_secrets
+from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import scrub
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
 
-TOFU_DIR = "infrastructure/tofu"
-SECRETS_FILE = "infrastructure/secrets.sops.yaml"
-BACKEND_FILE = "backend.tf"
-MARKER_NAME = "cluster.secrets.json"
-COMMANDS = ("init", "plan", "apply", "destroy")
-CONFIRMED_COMMANDS = ("apply", "destroy")
-TFVARS_SOPS_GLOB = "*.tfvars.sops.*"
 NOT_CONFIGURED = ("infrastructure secrets are not configured; add `tfstate_password` to `cluster.yaml` to enable "
                   "OpenTofu init (then run configure again)")
-TF_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # Variables of the caller's environment that must not reach the binary: ours replace them, logging
 # could write requests to a file, and the age key has no business in a provider's environment.
 # Other TF_HTTP_* settings (retries, mTLS client certificates) pass through.
 DROPPED_ENV_PREFIXES = ("TF_VAR_", "TF_HTTP_USERNAME", "TF_HTTP_PASSWORD", "TF_LOG", "SOPS_AGE_KEY")
-TFVARS_MIN_SECRET_LENGTH = 8
-
-CAUSE_LABELS = {
-    "credentials": "credentials rejected", "unreachable": "backend unreachable", "locked": "lock held",
-    "registry": "provider registry unreachable",
-    "binary": "binary missing", "config": "configuration invalid", "secrets": "secrets unreadable", "failed": "init failed",
-}
-_CAUSE_PATTERNS = (
-    ("credentials", re.compile(r"requires auth|invalid auth|status(?: code)?:? 40[13]\b|unauthori[sz]ed|forbidden", re.IGNORECASE)),
-    ("locked", re.compile(r"state lock|already locked|\b423\b|lock(ed)? by", re.IGNORECASE)),
-    # Before "unreachable": a registry that does not answer also prints "dial tcp" or "no such host", but the
-    # backend answered (init reaches the providers only after the backend is set up).
-    ("registry", re.compile(
-        r"failed\s+to\s+query\s+available\s+provider\s+packages|could\s+not\s+connect\s+to\s+registry|"
-        r"could\s+not\s+query\s+provider\s+registry|failed\s+to\s+request\s+discovery\s+document|"
-        r"error\s+accessing\s+remote\s+module\s+registry", re.IGNORECASE)),
-    ("unreachable", re.compile(
-        r"giving up after|connection refused|no such host|dial tcp|i/o timeout|tls handshake|x509|certificate|"
-        r"network is unreachable|context deadline exceeded|failed to get state|server misbehaving|no route to host|"
-        r"could not connect", re.IGNORECASE)),
-    ("config", re.compile(
-        r"problems with the configuration|problems during initiali[sz]ation|unsupported (argument|block)|"
-        r"argument or block definition required|missing required argument|unclosed configuration block|"
-        r"missing name for|invalid (block|expression|value|reference|character)|reference to undeclared|"
-        r"no value for required variable|backend configuration changed|backend initiali[sz]ation required|"
-        r"duplicate .* (configuration|declaration)|unsupported .* version", re.IGNORECASE)),
-)
-
-
-class OpenTofuError(Exception):
-    """A failure with a cause the user can act on; the message never holds a secret value."""
-
-    def __init__(self, message: str, cause: str = "failed") -> None:
-        super().__init__(message)
-        self.cause = cause
-
-
-@dataclass
-class TofuOptions:
-    root: Path
-    command: str = "init"
-    binary: str | None = None
-    tofu_dir: str = TOFU_DIR
-    secrets_file: str = SECRETS_FILE
-    age_key_file: str | None = None
-    sops_binary: str | None = None
-    arguments: list[str] = field(default_factory=list)
-    confirm: str = ""
-    init_required: bool = False
-    timeout: int | None = None
-    environ: Mapping[str, str] | None = None
-    # Called with every scrubbed output line of plan/apply/destroy while the binary runs (None: output is only returned).
-    progress: Callable[[str], None] | None = None
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
-        if self.command not in COMMANDS:
-            raise OpenTofuError(f"unknown OpenTofu command {self.command!r}; use one of: {', '.join(COMMANDS)}", "usage")
-
-    @property
-    def workdir(self) -> Path:
-        return self.root / self.tofu_dir
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        return os.environ if self.environ is None else self.environ
-
-    @property
-    def data_dir(self) -> Path:
-        return self.workdir / self.env.get("TF_DATA_DIR", ".terraform")
-
-
-@dataclass
-class InfraSecrets:
-    """Decrypted infrastructure secrets, held in memory only."""
-
-    values: dict[str, Any] = field(default_factory=dict, repr=False)
-    tfvars: dict[str, Any] = field(default_factory=dict, repr=False)
-    sources: list[str] = field(default_factory=list)
-    mac_key: bytes | None = field(default=None, repr=False)
-    skipped_names: list[str] = field(default_factory=list)
-
-    @property
-    def username(self) -> str:
-        value = self.values.get("tfstate_username")
-        return str(value) if value not in (None, "") else "terraform"
-
-    @property
-    def password(self) -> str:
-        value = self.values.get("tfstate_password")
-        return "" if value is None else str(value)
-
-    @property
-    def configured(self) -> bool:
-        """True when the state backend password is set and not a CHANGE-ME placeholder."""
-        return bool(self.password.strip()) and not is_placeholder(self.password)
-
-    def scrub_values(self) -> list[str]:
-        """Every value to mask in output: secret-named or writeOnly keys, and whatever tfvars files hold."""
-        found = set(secret_values(self.values, load_schema()))
-        if self.password:
-            found.add(self.password)
-        for key, value in _flat_strings(self.tfvars):
-            if len(value) >= TFVARS_MIN_SECRET_LENGTH or SECRET_NAME_RE.search(key):
-                found.add(value)
-        return sorted((v for v in found if v), key=len, reverse=True)
-
-    def http_env(self) -> dict[str, str]:
-        return {"TF_HTTP_USERNAME": self.username, "TF_HTTP_PASSWORD": self.password}
-
-    def var_env(self) -> dict[str, str]:
-        merged = dict(self.values)
-        merged.update(self.tfvars)
-        env = {}
-        for key, value in merged.items():
-            if value is None:
-                continue
-            if not isinstance(key, str) or not TF_VAR_NAME_RE.match(key):
-                self.skipped_names.append(str(key))
-                continue
-            env[f"TF_VAR_{key}"] = tf_var_value(value)
-        return env
-
-    def credentials_mac(self) -> str | None:
-        if self.mac_key is None:
-            return None
-        material = f"{self.username}\0{self.password}".encode()
-        return hmac.new(self.mac_key, material, hashlib.sha256).hexdigest()
-
-
-def _flat_strings(value: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(value, Mapping):
-        return [pair for key, item in value.items() for pair in _flat_strings(item, f"{prefix}.{key}" if prefix else str(key))]
-    if isinstance(value, list):
-        return [pair for item in value for pair in _flat_strings(item, prefix)]
-    return [(prefix, value)] if isinstance(value, str) else []
-
-
-def tf_var_value(value: Any) -> str:
-    """How a value is written in a TF_VAR_* variable: strings as they are, the rest as HCL/JSON literals."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, default=str)
-
-
-# ---------------------------------------------------------------------------- binary and secrets
 
 
 def find_tofu_binary(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -232,198 +78,6 @@ def find_tofu_binary(explicit: str | None = None, environ: Mapping[str, str] | N
     raise OpenTofuError("neither tofu nor terraform was found on PATH", "binary")
 
 
-def load_secrets(options: TofuOptions) -> InfraSecrets | None:
-    """Decrypt the infrastructure secrets and tfvars files in memory; None when the secrets file is absent."""
-    secrets_path = options.root / options.secrets_file
-    if not secrets_path.is_file():
-        return None
-    try:
-        keys = find_age_keys(options.root, options.age_key_file, options.environ)
-        binary = find_sops_binary(options.sops_binary)
-    except (AgeKeyError, SopsToolError) as exc:
-        raise OpenTofuError(str(exc), "secrets") from None
-    if not keys.identities:
-        raise OpenTofuError(f"{options.secrets_file}: no age key to decrypt it (looked in: {keys.where()})", "secrets")
-    config = options.root / SOPS_CONFIG_NAME
-    tool = SopsTool(options.root, binary, keys.sops_env(), config if config.is_file() else None)
-    material = "\n".join(sorted(i.secret for i in keys.identities)).encode()
-    secrets = InfraSecrets(mac_key=hashlib.sha256(b"cluster.secrets opentofu credentials v1\0" + material).digest())
-    secrets.values = _decrypt_mapping(tool, options.secrets_file)
-    secrets.sources.append(options.secrets_file)
-    if options.workdir.is_dir():
-        for path in sorted(options.workdir.glob(TFVARS_SOPS_GLOB)):
-            relpath = path.relative_to(options.root).as_posix()
-            secrets.tfvars.update(_decrypt_mapping(tool, relpath))
-            secrets.sources.append(relpath)
-    return secrets
-
-
-def _decrypt_mapping(tool: SopsTool, relpath: str) -> dict[str, Any]:
-    fmt = sops_format(relpath)
-    if fmt not in ("yaml", "json", "dotenv"):
-        raise OpenTofuError(f"{relpath}: only YAML, JSON or dotenv files can be turned into TF_VAR_* variables; "
-                            "rename it to *.tfvars.sops.yaml or *.tfvars.sops.json", "secrets")
-    try:
-        plaintext = tool.decrypt(relpath)
-    except SopsToolError as exc:
-        raise OpenTofuError(str(exc), "secrets") from None
-    try:
-        if fmt == "dotenv":
-            data: Any = {}
-            for line in plaintext.decode("utf-8").splitlines():
-                if line.strip() and not line.lstrip().startswith("#"):
-                    key, _sep, value = line.partition("=")
-                    data[key.strip()] = value
-        else:
-            data = yaml.safe_load(plaintext) if fmt == "yaml" else json.loads(plaintext)
-    except (ValueError, yaml.YAMLError):
-        raise OpenTofuError(f"{relpath}: the decrypted content does not parse as {fmt}", "secrets") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise OpenTofuError(f"{relpath}: the decrypted content must be a mapping of variable names to values", "secrets")
-    return data
-
-
-# ---------------------------------------------------------------------------- init bookkeeping
-
-
-def config_fingerprint(workdir: Path) -> str:
-    """SHA-256 over the names and bytes of the configuration files init reads."""
-    digest = hashlib.sha256(b"cluster.secrets opentofu config v1\0")
-    for path in sorted(list(workdir.glob("*.tf")) + list(workdir.glob("*.tf.json")) + list(workdir.glob("*.tofu"))):
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def expected_marker(options: TofuOptions, binary: str, secrets: InfraSecrets) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "binary": Path(binary).name,
-        "config": config_fingerprint(options.workdir),
-        "credentials": secrets.credentials_mac(),
-    }
-
-
-def read_marker(options: TofuOptions) -> dict[str, Any] | None:
-    try:
-        data = json.loads((options.data_dir / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("version") == 1 else None
-
-
-def init_reasons(options: TofuOptions, binary: str, secrets: InfraSecrets) -> list[str]:
-    """Why init must run (empty: the directory is initialised for this configuration and these credentials)."""
-    backend_state = _file_sha256(options.data_dir / "terraform.tfstate")
-    if backend_state is None:
-        return ["not initialised yet"]
-    marker = read_marker(options)
-    if marker is None:
-        return ["not initialised by cluster.secrets yet"]
-    expected = expected_marker(options, binary, secrets)
-    reasons = []
-    if marker.get("binary") != expected["binary"]:
-        reasons.append(f"the binary changed ({marker.get('binary')} -> {expected['binary']})")
-    if marker.get("config") != expected["config"]:
-        reasons.append("the configuration changed")
-    if marker.get("backend_state") != backend_state:
-        reasons.append("the backend settings were changed outside cluster.secrets")
-    if expected["credentials"] is None or not hmac.compare_digest(str(marker.get("credentials")), expected["credentials"]):
-        reasons.append("the backend credentials changed")
-    return reasons
-
-
-def write_marker(options: TofuOptions, binary: str, secrets: InfraSecrets) -> None:
-    """Record a successful init (and forget any warning remembered before it)."""
-    marker = expected_marker(options, binary, secrets)
-    marker["backend_state"] = _file_sha256(options.data_dir / "terraform.tfstate")
-    _store_marker(options, marker)
-
-
-def _store_marker(options: TofuOptions, marker: dict[str, Any]) -> None:
-    atomic_write(options.data_dir / MARKER_NAME, (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
-
-
-def warning_key(cause: str, message: str, inputs: list[str]) -> str:
-    """What identifies a warning across runs: its cause, its text without numbers (addresses, ports, timings
-    vary), and the inputs of the attempt (binary, configuration, an HMAC of the credentials). Holds no secret."""
-    digest = hashlib.sha256(b"cluster.secrets opentofu warning v1\0")
-    for part in (cause, re.sub(r"\d+", "#", message), *inputs):
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()
-
-
-def remembered_warning(options: TofuOptions) -> str | None:
-    marker = read_marker(options)
-    return str(marker["warned"]) if marker and marker.get("warned") else None
-
-
-def remember_warning(options: TofuOptions, key: str) -> None:
-    """Note, in the marker, that this warning was shown, so an unchanged rerun does not show it again."""
-    if not options.workdir.is_dir():
-        return
-    marker = read_marker(options) or {"version": 1}
-    if marker.get("warned") == key:
-        return
-    marker["warned"] = key
-    _store_marker(options, marker)
-
-
-def _data_dir_is_fresh(options: TofuOptions) -> bool:
-    """No init has left anything in the data directory (a remembered warning aside)."""
-    try:
-        return all(entry.name == MARKER_NAME for entry in options.data_dir.iterdir())
-    except FileNotFoundError:
-        return True
-
-
-def _clear_data_dir(options: TofuOptions) -> None:
-    """Remove what a failed first init left, keeping the marker (it holds the remembered warning)."""
-    for entry in options.data_dir.iterdir():
-        if entry.name == MARKER_NAME:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-    if not any(options.data_dir.iterdir()):
-        options.data_dir.rmdir()
-
-
-def state_address(workdir: Path) -> str | None:
-    """The state URL from backend.tf, for messages (an address never holds the credentials here)."""
-    try:
-        text = (workdir / BACKEND_FILE).read_text(encoding="utf-8")
-    except OSError:
-        return None
-    match = re.search(r'^\s*address\s*=\s*"([^"]*)"', text, re.MULTILINE)
-    return match.group(1) if match else None
-
-
-BUILTIN_BACKEND_MARK = "# Rendered by cluster.secrets from tfstate_url"
-
-
-def address_fix(options: TofuOptions) -> str:
-    """Where the state address comes from, so a message sends the user to the right place to fix it."""
-    try:
-        text = (options.workdir / BACKEND_FILE).read_text(encoding="utf-8")
-    except OSError:
-        text = ""
-    if BUILTIN_BACKEND_MARK in text:
-        return "fix tfstate_url / cloudflare_domain in the cluster vars"
-    return (f"the address is set by the repository's own {options.tofu_dir}/{BACKEND_FILE} (or the template it is "
-            "rendered from): fix it there")
-
-
 # ---------------------------------------------------------------------------- running the binary
 
 
@@ -437,15 +91,6 @@ def child_env(options: TofuOptions, secrets: InfraSecrets) -> dict[str, str]:
     env.update(secrets.var_env())
     env.update(secrets.http_env())
     return env
-
-
-@dataclass
-class Run:
-    binary: str
-    args: list[str]
-    rc: int
-    stdout: str
-    stderr: str
 
 
 def run_binary(options: TofuOptions, binary: str, args: list[str], secrets: InfraSecrets,
@@ -497,83 +142,6 @@ def _stream(options: TofuOptions, argv: list[str], env: dict[str, str], values: 
         for reader in readers:
             reader.join(timeout=10)
     return rc, "".join(captured["stdout"]), "".join(captured["stderr"])
-
-
-def error_lines(run: Run, limit: int = 3) -> str:
-    """The first few ``Error:`` lines of a run (already scrubbed), or its last lines."""
-    lines = [line.strip(" │╷╵").strip() for line in (run.stderr + "\n" + run.stdout).splitlines()]
-    picked: list[str] = []
-    for index, line in enumerate(lines):
-        if line.startswith("Error") and line not in picked:
-            detail = line
-            following = next((x for x in lines[index + 1:index + 3] if x and not x.startswith("Error")), "")
-            if following and len(detail) < 60:
-                detail += " " + following
-            picked.append(detail)
-    if not picked:
-        picked = [line for line in lines if line and not line.startswith("20")][-limit:]
-    return "; ".join(picked[:limit])[:600] or f"exit status {run.rc}"
-
-
-def classify(text: str) -> str:
-    for cause, pattern in _CAUSE_PATTERNS:
-        if pattern.search(text):
-            return cause
-    return "failed"
-
-
-def lock_holder(text: str) -> str:
-    """The ID of the lock that is in the way (the binary also prints its own lock request, which is not it)."""
-    match = re.search(r"already locked: ID=(\S+)", text) or re.search(r"Lock Info:\s*ID:\s*(\S+)", text)
-    return f" (lock ID {match.group(1)})" if match else ""
-
-
-def registry_host(text: str) -> str:
-    """The registry named in a provider or module download failure, for messages."""
-    match = re.search(r"(?:could not connect to|registry for|https://)\s*(registry\.[A-Za-z0-9.-]+)", text)
-    return match.group(1) if match else "the provider registry"
-
-
-def failure_message(options: TofuOptions, run: Run, command: str) -> OpenTofuError:
-    """Name the cause, the detail and what to do next."""
-    # Errors go to stderr; stdout may hold a plan whose resource names would mislead the classification.
-    text = run.stderr if run.stderr.strip() else run.stdout
-    cause = classify(text)
-    address = state_address(options.workdir) or "the state backend"
-    detail = error_lines(run)
-    infra = f"ansible-playbook cluster.secrets.infra -e cluster_root={options.root} -e opentofu_command={command}"
-    where = f"`{run.binary} {command}` in {options.tofu_dir}"
-    if cause == "credentials":
-        message = (f"{where} failed: credentials rejected by {address} ({detail}). Make tfstate_username and "
-                   "tfstate_password in cluster.yaml match the state server's (for the tfstate-worker: its USERNAME and "
-                   f"PASSWORD secrets), run configure, then `{infra}`.")
-    elif cause == "locked":
-        message = (f"{where} failed: the state is locked{lock_holder(text)} ({detail}). Wait for the other run to finish, "
-                   f"or release a stale lock with `tofu force-unlock <ID>` in {options.tofu_dir}, then `{infra}`.")
-    elif cause == "registry":
-        registry = registry_host(text)
-        message = (f"{where} failed: provider registry unreachable: {registry} did not answer ({detail}). The state "
-                   "backend is not the cause. Let the controller reach the registry over HTTPS (DNS, firewall, HTTPS_PROXY), "
-                   "or install providers from a mirror (provider_installation in the CLI configuration, "
-                   f"TF_CLI_CONFIG_FILE), then run `{infra}`.")
-    elif cause == "unreachable":
-        message = (f"{where} failed: backend unreachable: {address} did not answer ({detail}). Deploy the state backend "
-                   f"(see docs/opentofu.md) or {address_fix(options)}, then run `{infra}`.")
-    elif cause == "config":
-        message = (f"{where} failed: configuration invalid ({detail}). Fix the .tf files (their templates or cluster.yaml), "
-                   f"run configure, then `{infra}`.")
-    else:
-        message = f"{where} failed with exit status {run.rc} ({detail}). Fix the cause, then run `{infra}`."
-    return OpenTofuError(message, cause)
-
-
-def missing_binary_message(options: TofuOptions, exc: OpenTofuError) -> OpenTofuError:
-    return OpenTofuError(
-        f"OpenTofu init in {options.tofu_dir} not run: binary missing: {exc}. Install OpenTofu "
-        "(https://opentofu.org/docs/intro/install/) or Terraform, or set opentofu_binary; then deploy the state backend "
-        f"and run `ansible-playbook cluster.secrets.infra -e cluster_root={options.root} -e opentofu_command=init`.",
-        "binary",
-    )
 
 
 # ---------------------------------------------------------------------------- the operations
@@ -657,25 +225,32 @@ def ensure_init(options: TofuOptions, binary: str, secrets: InfraSecrets, outcom
     if check_mode:
         return False
     args = ["init", "-input=false", "-no-color", *(options.arguments if options.command == "init" else [])]
-    fresh = _data_dir_is_fresh(options)
+    fresh = data_dir_is_fresh(options)
     run = run_binary(options, binary, args, secrets, options.progress)
     if run.rc != 0:
         outcome.changed = False
         if fresh and options.data_dir.is_dir():
             # A failed first init leaves the folder as it was (the binary writes the backend settings before it fails).
-            _clear_data_dir(options)
+            clear_data_dir(options)
         raise failure_message(options, run, "init")
     write_marker(options, binary, secrets)
     outcome.initialised = True
     return True
 
 
-def run_opentofu(options: TofuOptions, check_mode: bool = False, diff: bool = False) -> Outcome:
-    """The whole operation behind the opentofu action: init (idempotent), and plan, apply or destroy."""
+def run_opentofu(options: TofuOptions, check_mode: bool = False, diff: bool = False, *, sops: Sops | None = None,
+                 secrets: Mapping[str, Any] | None = None, tfvars: Mapping[str, Mapping[str, Any]] | None = None) -> Outcome:
+    """The whole operation behind the opentofu action: init (idempotent), and plan, apply or destroy.
+
+    ``sops``: the repository's door to sops, when the caller has it open (else it is opened here, if needed).
+    ``secrets``: the decrypted mapping of ``options.secrets_file``, when the caller holds it (configure, right after
+    rendering): then that file is neither read nor decrypted. ``tfvars``: decrypted ``*.tfvars.sops.*`` files the
+    caller holds, by path relative to the repository; any other one on disk is decrypted through ``sops``.
+    """
     outcome = Outcome(options.command, address=state_address(options.workdir))
     try:
         try:
-            return _run(options, outcome, check_mode, diff)
+            return _run(options, outcome, check_mode, diff, lambda: load_secrets(options, sops, secrets, tfvars))
         except OSError as exc:
             raise OpenTofuError(f"{exc.strerror or exc.__class__.__name__}: {exc.filename}", "failed") from None
     except OpenTofuError as exc:
@@ -704,7 +279,8 @@ def run_opentofu(options: TofuOptions, check_mode: bool = False, diff: bool = Fa
         return outcome
 
 
-def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -> Outcome:
+def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool,
+         read_secrets: Callable[[], InfraSecrets | None]) -> Outcome:
     command = options.command
     if command in CONFIRMED_COMMANDS and not check_mode and options.confirm != command:
         raise OpenTofuError(f"opentofu_command={command} changes real infrastructure; confirm it with "
@@ -716,7 +292,7 @@ def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -
             return outcome
         raise OpenTofuError(f"{options.tofu_dir}/{BACKEND_FILE} does not exist; run configure first so the state lives "
                             "on the HTTP backend and never in a local plaintext file", "config")
-    secrets = load_secrets(options)
+    secrets = read_secrets()
     if secrets is None or not secrets.configured:
         if command == "init":
             outcome.skipped = True
@@ -773,21 +349,3 @@ def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -
     outcome.changed = True
     outcome.msg = f"OpenTofu {command} complete in {options.tofu_dir}."
     return outcome
-
-
-def opentofu_argument_spec() -> dict[str, Any]:
-    """Options of the opentofu action; kept in sync with plugins/modules/opentofu.py."""
-    return {
-        "cluster_root": {"type": "path", "required": True},
-        "age_key_file": {"type": "path", "no_log": False},
-        "sops_binary": {"type": "path"},
-        "command": {"type": "str", "default": "init", "choices": list(COMMANDS)},
-        "confirm": {"type": "str", "default": ""},
-        "init_required": {"type": "bool", "default": False},
-        "binary": {"type": "str"},
-        "tofu_dir": {"type": "str", "default": TOFU_DIR},
-        "secrets_file": {"type": "str", "default": SECRETS_FILE, "no_log": False},
-        "arguments": {"type": "list", "elements": "str", "default": []},
-        "timeout": {"type": "int", "default": 1800},
-        "progress": {"type": "bool", "default": True},
-    }

@@ -26,7 +26,6 @@ import contextlib
 import importlib
 import inspect
 import ipaddress
-import json
 import os
 import sys
 import tomllib
@@ -38,9 +37,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
-import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from ansible_collections.cluster.secrets.plugins.plugin_utils._data_files import load_data_file
 from ansible_collections.cluster.secrets.plugins.plugin_utils._quoting import hcl_quote, yaml_quote
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "builtin_templates"
@@ -59,6 +58,8 @@ OWN_UNDEFINED = "strict-chainable"
 FOLLOW_ON_ERROR = "default factory uses validated data, but at least one validation error occurred"
 # Import names whose pip package has another name.
 PACKAGE_NAMES = {"yaml": "PyYAML", "ruamel": "ruamel.yaml", "dateutil": "python-dateutil", "git": "GitPython"}
+# The data files makejinja reads, by suffix.
+DATA_FILE_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
 
 @dataclass
@@ -492,28 +493,39 @@ def _bytecode_cache(directory: Path | None) -> jinja2.BytecodeCache | None:
     return jinja2.FileSystemBytecodeCache(str(directory))
 
 
-def _file_data(paths: list[Path] | None) -> dict[str, Any]:
-    """makejinja's per-template data files (``file_data``)."""
+def _file_data(paths: list[Path] | None, root: Path, problems: list[TemplateProblem]) -> dict[str, Any] | None:
+    """makejinja's per-template data files (``file_data``), merged as makejinja merges them, each read within the
+    bounds of the vars loader (size, aliases, nesting; never a FIFO or a device). None, with a problem for each file
+    that cannot be used (its path and line), when one cannot."""
     data: dict[str, Any] = {}
+    usable = True
     for path in paths or []:
-        if not path.exists():
-            continue
-        if path.suffix in (".yaml", ".yml"):
-            for doc in yaml.safe_load_all(path.read_bytes()):
-                data |= doc or {}
-        elif path.suffix == ".toml":
-            data |= tomllib.loads(path.read_text(encoding="utf-8"))
-        elif path.suffix == ".json":
-            data |= json.loads(path.read_bytes())
-    return data
+        if not path.exists() or path.suffix not in DATA_FILE_SUFFIXES:
+            continue  # makejinja skips a missing or unsupported file as well
+        label = _display_path(path, root)
+        document, _lines, findings = load_data_file(path, label, all_documents=True)
+        if document is None:
+            # Only what made the file unusable: a key defined twice is taken as makejinja takes it, the last one.
+            found = [TemplateProblem(label, f.line, f"file_data: {f.message}" + (f" Hint: {f.hint}." if f.hint else "")) for f in findings]
+            problems += [problem for problem in found if problem not in problems]  # once, however many templates use it
+            usable = False
+        elif not isinstance(document, dict):
+            problems.append(TemplateProblem(label, 1, "file_data: the top level must be a mapping of keys to values"))
+            usable = False
+        else:
+            data |= document
+    return data if usable else None
 
 
 def _render_one(env: jinja2.Environment, base: Path, rel: str, root: Path, problems: list[TemplateProblem],
                 file_data: list[Path] | None = None) -> str | None:
     name = _display_name(base, rel, root)
     filename = str(base / rel)
+    context = _file_data(file_data, root, problems)
+    if context is None:
+        return None
     try:
-        return env.get_template(rel).render(_file_data(file_data))
+        return env.get_template(rel).render(context)
     except jinja2.TemplateSyntaxError as exc:
         problems.append(TemplateProblem(name, exc.lineno, f"syntax error: {exc.message}"))
     except jinja2.UndefinedError as exc:

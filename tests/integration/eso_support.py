@@ -8,11 +8,14 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tests.conftest import Repo, sops_binary
+
+if TYPE_CHECKING:
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
 
 # Fake values, long and distinctive so a leak anywhere in the output is easy to spot.
 DATABASE_URL = "postgresql://app:Pa55-db-SENTINEL-4711@db.internal:5432/app"
@@ -41,21 +44,30 @@ SYNC = [
 ]
 
 
+def open_sops(root: Path, key_file: Path) -> Sops:
+    """The repository's ``Sops`` with the real binary and only ``key_file``; .sops.yaml is written for it when absent."""
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
+
+    sops = Sops.open(root, str(key_file), sops_binary(), environ={})
+    if not sops.config_path.exists():
+        sops.config_path.write_text(default_sops_config(sops.keys.recipients), encoding="utf-8")
+    return sops
+
+
 def encrypt_master_secrets(repo: Repo, files: dict[str, list[dict[str, Any]]] | None = None) -> None:
     """Write .sops.yaml for the repo's key and the master secrets, encrypted by the real sops (plaintext on a pipe)."""
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import find_age_keys
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import SopsTool, default_sops_config
+    write_master_secrets(open_sops(repo.root, repo.key_file), files)
 
-    keys = find_age_keys(repo.root, str(repo.key_file), environ={})
-    config = repo.root / ".sops.yaml"
-    if not config.exists():
-        config.write_text(default_sops_config(keys.recipients), encoding="utf-8")
-    tool = SopsTool(repo.root, sops_binary(), keys.sops_env(), config)
+
+def write_master_secrets(sops: Sops, files: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """The master secrets (``MASTER_SECRETS`` unless given), encrypted through ``sops``."""
     for relpath, docs in (files or MASTER_SECRETS).items():
         plaintext = yaml.safe_dump_all(docs, sort_keys=False).encode()
-        target = repo.root / relpath
+        target = sops.root / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(tool.encrypt(plaintext, relpath))
+        target.write_bytes(sops.encrypt(plaintext, relpath))
+        sops.forget(relpath)
 
 
 def set_cluster_section(repo: Repo, section: dict[str, Any]) -> None:

@@ -144,8 +144,16 @@ def test_settings_errors_name_the_key(gitops_repo: Repo):
 
 
 def test_configure_accepts_the_external_secrets_mapping(gitops_repo: Repo):
-    gitops_repo.playbook("configure")
-    assert (gitops_repo.root / BASE / "store/clustersecretstore.yaml").exists()  # configure runs the role when enabled
+    first = gitops_repo.playbook("configure")
+    assert (gitops_repo.root / BASE / "store/clustersecretstore.yaml").exists()  # configure writes the tree when enabled
+    # In configure's own task, with the vars and secrets it holds: the role is not run on top.
+    assert "External Secrets GitOps: " in first.stdout and "Build the External Secrets manifests" not in first.stdout
+    before = gitops_repo.snapshot()
+    second = gitops_repo.playbook("configure")
+    assert recap_changed(second.stdout) == 0 and gitops_repo.snapshot() == before
+    # A setting given as a role variable is the role's: then the role runs, and honours it.
+    overridden = gitops_repo.playbook("configure", "-e", "external_secrets_refresh_interval=5m")
+    assert "Build the External Secrets manifests" in overridden.stdout
     bad = gitops_repo.root / "cluster.yaml"
     bad.write_text(bad.read_text().replace("mode: gitops", "mode: live"))
     rejected = gitops_repo.playbook("configure", check=False)

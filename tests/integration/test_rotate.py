@@ -10,12 +10,14 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, recap_changed
+from tests.conftest import recap_changed
 from tests.day_two import encrypt_in_place, recipient, sops_run
 
 EXTRA = {
@@ -39,9 +41,18 @@ def rotated_repo(make_repo):
 
 
 def encrypted(repo) -> list[str]:
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate import encrypted_files
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeys
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_files import encrypted_files
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
 
-    return encrypted_files(repo.root, r"\.sops\.[^/]+$")[0]
+    return encrypted_files(Sops(repo.root, AgeKeys(identities=[], looked=[])), r"\.sops\.[^/]+$")[0]
+
+
+def recipients(repo, relpath) -> set[str]:
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKeys
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+
+    return Sops(repo.root, AgeKeys(identities=[], looked=[])).status(relpath).recipients
 
 
 def plaintexts(repo, key) -> dict[str, str]:
@@ -65,6 +76,7 @@ def only_new_key(repo, old, before) -> None:
     assert "Kubernetes and bootstrap manifests" in config  # comments survive the edit
     assert not (repo.root / STATE).exists()
     assert not list(repo.root.rglob(".rotate-tmp.*"))
+    assert not list(repo.root.rglob("*.cluster-secrets-*.tmp"))  # what a killed write left went with the rerun
 
 
 def test_rotate_re_encrypts_everything_for_a_new_key_only(make_repo):
@@ -101,49 +113,70 @@ def test_rotate_re_encrypts_everything_for_a_new_key_only(make_repo):
     assert repository_files() == after
 
 
-def run_until_paused(repo, pause: str, phase: str, count: int) -> None:
-    """Start rotate with the test pause hook and kill the whole process group once it reaches the pause."""
-    cmd = [str(VENV_BIN / "ansible-playbook"), "cluster.secrets.rotate", "-e", f"cluster_root={repo.root}"]
-    env = repo.env(CLUSTER_SECRETS_TEST_ROTATE_PAUSE=pause)
-    process = subprocess.Popen(cmd, cwd=repo.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            state_file = repo.root / STATE
-            if state_file.is_file():
-                state = json.loads(state_file.read_text())
-                if len(state["done"][phase]) >= count:
-                    break
-            assert process.poll() is None, "rotate ended before it reached the pause"
-            time.sleep(0.1)
-        else:
-            pytest.fail("rotate never reached the pause")
-        time.sleep(0.3)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+# rotate in a child process the test controls: after the phase's files are re-encrypted and verified (on_step says
+# "<phase>:write"), the child kills itself at the n-th rename, so some files of the phase are new and the rest old.
+KILL_DRIVER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from ansible_collections.cluster.secrets.plugins.plugin_utils import _fileio
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate import RotateOptions, rotate
+    root, phase, at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    renames = {"armed": False, "count": 0}
+    real_replace = _fileio.os.replace
+    def replace(*args, **kwargs):
+        if renames["armed"]:
+            renames["count"] += 1
+            if renames["count"] == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(*args, **kwargs)
+    _fileio.os.replace = replace   # injected by the test: the product has no hook
+    def on_step(step, count):
+        if step == phase + ":write":
+            renames["armed"] = True
+    with repository_lock(root, "rotate", 30):
+        rotate(RotateOptions(root=root), on_step=on_step)
+    print("finished")
+""")
 
 
-@pytest.mark.parametrize(("pause", "phase"), [("add:3", "add"), ("remove:3", "remove")])
-def test_a_killed_rotation_is_finished_by_a_rerun(make_repo, pause, phase):
+def kill_rotation(repo, phase: str, at: int) -> None:
+    """Run rotate in a child process that kills itself at the ``at``-th file it renames in ``phase``."""
+    env = {**repo.env(), "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", KILL_DRIVER, str(repo.root), phase, str(at)], cwd=repo.root, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == -signal.SIGKILL, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("phase", ["add", "remove"])
+def test_a_killed_rotation_is_finished_by_a_rerun(make_repo, phase):
     repo, old = rotated_repo(make_repo)
     before = plaintexts(repo, old)
-    run_until_paused(repo, pause, phase, 3)
+    kill_rotation(repo, phase, 3)
 
     state = json.loads((repo.root / STATE).read_text())
-    assert len(state["done"][phase]) == 3
+    assert state["phase"] == phase
+    assert state["done"]["remove"] == []
+    assert sorted(state["done"]["add"]) == (sorted(before) if phase == "remove" else [])
     assert "AGE-SECRET-KEY" not in (repo.root / STATE).read_text()
     midway = repo.home / "midway.key"  # the key file holds the old and the new key while the rotation runs
     shutil.copy(repo.key_file, midway)
     new_only = repo.home / "new-only.key"
     new_only.write_text(next(line for line in midway.read_text().splitlines() if line.startswith("AGE-SECRET-KEY")) + "\n")
+    new_recipient = state["new_recipient"]
+    # killed between two renames: two files of the phase are written, the others are as the phase before left them
+    if phase == "add":
+        switched = [f for f in before if new_recipient in recipients(repo, f)]
+    else:
+        switched = [f for f in before if recipient(old) not in recipients(repo, f)]
+    assert len(switched) == 2, switched
     for relpath in before:
         assert decrypts(repo, relpath, old) or decrypts(repo, relpath, new_only), relpath
     assert plaintexts(repo, midway) == before
 
     doctor = repo.playbook("doctor", check=False)
     assert "a key rotation was interrupted" in doctor.stdout
+    assert "stale temporary file from an interrupted run" in doctor.stdout  # the renames the kill cut short
 
     result = repo.playbook("rotate")
     assert "an interrupted rotation was resumed" in result.stdout

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import (
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_gitops import flux_kustomizations
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_manifests import (
     external_secret_object,
-    flux_kustomizations,
     operator_objects,
-    resolve_settings,
     store_object,
 )
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import resolve_settings
 from tests.integration.eso_support import SYNC, crd_schemas, validate_manifest
 
 VAULT = {"server": "https://vault.example.com", "role": "eso"}

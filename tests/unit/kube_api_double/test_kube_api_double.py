@@ -100,7 +100,8 @@ def test_merge_patch_get_list_and_delete(client: dynamic.DynamicClient):
 
 
 def test_eso_stand_in_syncs_and_reports_reasons(api: KubeApiDouble, client: dynamic.DynamicClient):
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import build_objects, resolve_settings
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_manifests import build_objects
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import resolve_settings
 
     ns(client, "app")
     sync = [{"name": "ok", "namespace": "app", "data": [{"key": "URL", "remote_key": "pg", "property": "url"}]},

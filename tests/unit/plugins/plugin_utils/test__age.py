@@ -54,3 +54,58 @@ def test_malformed_key_file_is_reported_without_its_content():
 def test_explicit_missing_file_is_an_error(tmp_path):
     with pytest.raises(AgeKeyError, match="does not exist"):
         find_age_keys(tmp_path, key_file=str(tmp_path / "nope.key"), environ={})
+
+
+def test_an_identity_knows_the_file_it_came_from(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_identity
+
+    key = tmp_path / "env.key"
+    generate_key_file(key)
+    generate_key_file(tmp_path / "age.key")
+    environ = {"SOPS_AGE_KEY": key.read_text(), "SOPS_AGE_KEY_FILE": str(key), "XDG_CONFIG_HOME": str(tmp_path / "none")}
+    from_env, from_root = find_age_keys(tmp_path, environ=environ).identities
+    assert from_env.source == "$SOPS_AGE_KEY" and from_env.key_file is None  # the same key, first found in the variable
+    assert from_root.key_file == tmp_path / "age.key"
+    [from_file] = find_age_keys(tmp_path, environ={"SOPS_AGE_KEY_FILE": str(key)}).identities[:1]
+    assert from_file.source == f"$SOPS_AGE_KEY_FILE ({key})" and from_file.key_file == key
+    assert generate_identity().key_file is None
+
+
+def test_a_key_file_text_holds_the_new_key_first_and_the_kept_ones_after():
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_identity, key_file_text
+
+    new, old = generate_identity(), generate_identity()
+    text = key_file_text(new, [old], note="previous key").decode()
+    assert text.splitlines()[1] == f"# public key: {new.recipient}"
+    assert [i.recipient for i in parse_identities(text, "x")] == [new.recipient, old.recipient]
+    assert f"# previous key: public key {old.recipient}" in text
+
+
+def test_without_pyrage_or_age_keygen_the_error_names_both(tmp_path, monkeypatch):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils import _age
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(_age, "pyrage", None)
+    with pytest.raises(AgeKeyError, match="pyrage or the age tools"):
+        _age.generate_identity()
+
+
+def test_age_keygen_alone_generates_keys(tmp_path, monkeypatch):
+    import sys
+
+    from ansible_collections.cluster.secrets.plugins.plugin_utils import _age
+
+    keygen = tmp_path / "age-keygen"
+    keygen.write_text(f"#!{sys.executable}\n" + (
+        "import sys, pyrage\n"
+        "if sys.argv[1:] == ['-y']:\n"
+        "    print(pyrage.x25519.Identity.from_str(sys.stdin.read().strip()).to_public())\n"
+        "else:\n"
+        "    i = pyrage.x25519.Identity.generate()\n"
+        "    print('# created: 2024-01-01T00:00:00Z'); print(f'# public key: {i.to_public()}'); print(i)\n"))
+    keygen.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(_age, "pyrage", None)
+    identity = _age.generate_identity()
+    assert identity.secret.startswith("AGE-SECRET-KEY-1") and identity.recipient and identity.recipient.startswith("age1")
+    assert parse_identities(identity.secret, "x")[0].recipient == identity.recipient

@@ -1,174 +1,78 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Settings, manifests, schema conformance and readiness of plugin_utils/_external_secrets.py."""
+"""plugin_utils/_external_secrets.py: the entry points take what a caller holds in memory and load only the rest."""
 
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
+from ansible_collections.cluster.secrets.plugins.plugin_utils import _external_secrets
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_key_file
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars, ClusterVarsError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import (
-    ExternalSecretsError,
-    MasterSecret,
-    build_objects,
-    changed_keys,
-    external_secret_object,
-    flux_kustomizations,
-    gitops_files,
-    object_id,
-    operator_objects,
-    readiness_problems,
-    resolve_settings,
-    store_object,
+    eso_settings,
+    load_cluster_section,
+    plan_external_secrets,
 )
-from tests.integration.eso_support import SYNC, validate_manifest
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+from tests.conftest import DEMO
+from tests.integration.eso_support import SYNC, open_sops, write_master_secrets
 
-VAULT = {"server": "https://vault.example.com", "role": "eso"}
-
-
-def settings(**options):
-    return resolve_settings(options, {"sync": copy.deepcopy(SYNC)})
+SECTION = {"enabled": True, "mode": "gitops", "namespace": "vault-less", "sync": SYNC}
 
 
-def test_options_win_over_cluster_yaml_which_wins_over_defaults():
-    resolved = resolve_settings({"mode": "apply", "namespace": None}, {"mode": "gitops", "namespace": "vault-less", "store_name": "s"})
-    assert (resolved.mode, resolved.namespace, resolved.store_name, resolved.provider) == ("apply", "vault-less", "s", "kubernetes")
-    assert resolve_settings({}, None).store_name == "main-store"
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(DEMO, root)
+    with (root / "cluster.yaml").open("a", encoding="utf-8") as handle:
+        handle.write(yaml.safe_dump({"external_secrets": copy.deepcopy(SECTION)}, sort_keys=False))
+    return root
 
 
-def test_every_problem_is_reported_at_once_without_values():
-    with pytest.raises(ExternalSecretsError) as info:
-        resolve_settings({"mode": "live", "provider": "vault", "namespace": "Secrets"},
-                         {"sync": [{"name": "a", "namespace": "b", "data": [{"key": "X"}]}, "oops"]})
-    text = str(info.value)
-    for expected in ("mode: 'live'", "namespace: 'Secrets'", "vault.server", "sync[0].data[0]", "sync[1]"):
-        assert expected in text
-    assert "6 problem(s)" in text
+def refuse_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_args, **_kwargs):
+        pytest.fail("the cluster vars were given: nothing may load them again")
+    monkeypatch.setattr(_external_secrets, "load_and_validate", fail)
+    monkeypatch.setattr(_external_secrets, "repository_layout", fail)
 
 
-def test_kubernetes_store_has_ca_provider_and_service_account():
-    provider = store_object(settings())["spec"]["provider"]["kubernetes"]
-    assert provider == {
-        "remoteNamespace": "secrets",
-        "server": {"caProvider": {"type": "ConfigMap", "name": "kube-root-ca.crt", "key": "ca.crt", "namespace": "secrets"}},
-        "auth": {"serviceAccount": {"name": "external-secrets-store", "namespace": "secrets"}},
-    }
+def test_vars_given_in_memory_are_used_as_they_are(monkeypatch: pytest.MonkeyPatch, repo: Path):
+    refuse_to_load(monkeypatch)
+    loaded = ClusterVars(data={"external_secrets": {"namespace": "from-memory"}})
+    assert eso_settings({}, cluster=loaded, root=repo).namespace == "from-memory"
+    assert eso_settings({"namespace": "option"}, cluster=loaded.data).namespace == "option"
+    assert eso_settings({}, cluster={}, root=repo).namespace == "secrets"
 
 
-def test_switching_provider_changes_only_the_store():
-    kube, vault = build_objects(settings()), build_objects(settings(provider="vault", vault=VAULT))
-    assert len(kube) == len(vault)
-    differing = [object_id(a) for a, b in zip(kube, vault, strict=True) if yaml.safe_dump(a) != yaml.safe_dump(b)]
-    assert differing == ["ClusterSecretStore/main-store"]
-    auth = store_object(settings(provider="vault", vault=VAULT))["spec"]["provider"]["vault"]
-    assert auth["version"] == "v2"
-    assert auth["auth"]["kubernetes"]["serviceAccountRef"]["audiences"] == ["vault"]
+def test_without_vars_they_are_loaded_from_the_repository(repo: Path):
+    assert eso_settings({}, root=repo).namespace == "vault-less"
+    assert eso_settings({"mode": "apply"}, root=repo).mode == "apply"
+    assert eso_settings({}).namespace == "secrets"  # no repository: options and defaults alone
 
 
-def test_external_secret_shape():
-    item = settings().sync[1]
-    spec = external_secret_object(item, "main-store")["spec"]
-    assert spec["target"] == {"name": "auth-env", "creationPolicy": "Owner"}
-    assert spec["refreshInterval"] == "15m"
-    assert spec["data"] == [{"secretKey": "JWT_KEY", "remoteRef": {"key": "jwt-signing-key", "property": "key"}}]
-    assert spec["dataFrom"] == [{"extract": {"key": "redis-credentials"}}]
+def test_loading_validates_and_a_missing_vars_file_means_no_section(repo: Path, tmp_path: Path):
+    assert load_cluster_section(tmp_path / "empty") is None
+    (repo / "cluster.yaml").write_text((repo / "cluster.yaml").read_text().replace("mode: gitops", "mode: live"))
+    with pytest.raises(ClusterVarsError, match=r"external_secrets\.mode"):
+        load_cluster_section(repo)
 
 
-@pytest.mark.parametrize("options", [{}, {"provider": "vault", "vault": VAULT}, {"create_target_namespaces": True}])
-def test_every_emitted_manifest_matches_its_schema(options):
-    resolved = settings(**options)
-    master = MasterSecret("postgres-credentials", "x.sops.yaml", {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": "postgres-credentials", "namespace": "secrets", "labels": {"a": "b"}},
-        "stringData": {"url": "postgresql://fake"}})
-    docs = build_objects(resolved) + operator_objects(resolved) + flux_kustomizations(resolved) + [master.manifest]
-    plain, secret = gitops_files(resolved, [master])
-    for content in plain.values():
-        docs += [d for d in yaml.safe_load_all(content) if d]
-    docs += list(secret.values())
-    kinds = set()
-    for doc in docs:
-        validate_manifest(doc)
-        kinds.add(doc["kind"])
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterSecretStore", "ExternalSecret", "Secret",
-            "HelmRepository", "HelmRelease", "Kustomization"} <= kinds
-
-
-def test_schema_validation_catches_a_bad_field():
-    bad = external_secret_object(settings().sync[0], "main-store")
-    bad["spec"]["secretStoreRef"]["kind"] = "Vault"
-    with pytest.raises(AssertionError):
-        validate_manifest(bad)
-    typo = external_secret_object(settings().sync[0], "main-store")
-    typo["spec"]["refreshIntervall"] = "1h"
-    with pytest.raises(AssertionError):
-        validate_manifest(typo)
-
-
-def test_readiness_names_reason_and_message():
-    ok = {"kind": "ClusterSecretStore", "metadata": {"name": "main-store"},
-          "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Valid"}]}}
-    bad = {"kind": "ExternalSecret", "metadata": {"name": "db", "namespace": "app"},
-           "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "key missing"}]}}
-    pending = {"kind": "ExternalSecret", "metadata": {"name": "new", "namespace": "app"}}
-    problems = readiness_problems([ok, bad, pending], ["ClusterSecretStore/main-store", "ExternalSecret/app/db",
-                                                       "ExternalSecret/app/new", "ExternalSecret/app/gone"])
-    assert problems == [
-        "ExternalSecret/app/db: Ready=False reason=SecretSyncedError: key missing",
-        "ExternalSecret/app/new: no Ready condition yet (is the External Secrets Operator running?)",
-        "ExternalSecret/app/gone: not found",
-    ]
-
-
-def test_changed_keys_are_names_only():
-    before = {"metadata": {"name": "a"}, "stringData": {"url": "one", "same": "x"}}
-    after = {"metadata": {"name": "a"}, "stringData": {"url": "two", "same": "x", "new": "y"}}
-    assert changed_keys(before, after) == ["stringData.new", "stringData.url"]
-
-
-def secret_rules(objects):
-    role = next(o for o in objects if o["kind"] == "Role")
-    return [r for r in role["rules"] if "secrets" in r["resources"]]
-
-
-def test_role_gets_only_the_named_secrets_and_lists_only_for_find():
-    """The Role used to grant get/list/watch on every Secret of the namespace, with no resourceNames."""
-    resolved = settings()
-    assert secret_rules(build_objects(resolved, ["extra-master", "postgres-credentials"])) == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-         "resourceNames": ["extra-master", "jwt-signing-key", "postgres-credentials", "redis-credentials"]}]
-    finder = resolve_settings({}, {"sync": [*copy.deepcopy(SYNC), {"name": "all-db", "namespace": "db", "find": ["^db-"]}]})
-    rules = secret_rules(build_objects(finder))
-    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]} in rules
-    spec = external_secret_object(finder.sync[2], "main-store")["spec"]
-    assert spec["dataFrom"] == [{"find": {"name": {"regexp": "^db-"}}}]
-    validate_manifest(external_secret_object(finder.sync[2], "main-store"))
-    # No name at all: no get rule (an empty resourceNames would mean every Secret).
-    assert secret_rules(build_objects(resolve_settings({}, None))) == []
-
-
-def test_store_conditions_list_the_namespaces_that_may_use_it():
-    """The ClusterSecretStore had no conditions: any namespace could read every master secret."""
-    assert store_object(settings())["spec"]["conditions"] == [{"namespaces": ["talent-mesh"]}]
-    both = settings(store_namespaces=["apps", "talent-mesh"])
-    assert store_object(both)["spec"]["conditions"] == [{"namespaces": ["apps", "talent-mesh"]}]
-    assert store_object(resolve_settings({}, None))["spec"]["conditions"] == [{"namespaces": ["secrets"]}]
-    vault = store_object(settings(provider="vault", vault=VAULT))
-    assert vault["spec"]["conditions"] == [{"namespaces": ["talent-mesh"]}]
-    validate_manifest(vault)
-    with pytest.raises(ExternalSecretsError, match=r"store_namespaces\[0\]"):
-        settings(store_namespaces=["Not_A_Name"])
-
-
-def test_files_of_the_repositorys_own_eso_app_are_foreign(tmp_path):
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import HEADER, foreign_files
-
-    app = tmp_path / "kubernetes/apps/external-secrets"
-    app.mkdir(parents=True)
-    (app / "kustomization.yaml").write_text("resources:\n  - ./external-secrets/ks.yaml\n")
-    (app / "ks.yaml").write_text(HEADER + "---\n{}\n")
-    paths = ["kubernetes/apps/external-secrets/kustomization.yaml", "kubernetes/apps/external-secrets/ks.yaml",
-             "kubernetes/apps/external-secrets/store/rbac.yaml"]
-    assert foreign_files(tmp_path, paths) == ["kubernetes/apps/external-secrets/kustomization.yaml"]
+def test_configure_hands_over_its_vars_and_its_sops(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    generate_key_file(tmp_path / "age.key")
+    sops = open_sops(tmp_path, tmp_path / "age.key")
+    write_master_secrets(sops)
+    refuse_to_load(monkeypatch)
+    monkeypatch.setattr(Sops, "open", lambda *_a, **_k: pytest.fail("the Sops was given: nothing may open another"))
+    section = {"enabled": True, "mode": "gitops", "sync": copy.deepcopy(SYNC)}
+    changes = plan_external_secrets(sops, ClusterVars(data={"external_secrets": section}))
+    assert changes is not None and changes.sops is sops
+    assert len(changes.summary()["created"]) == 15
+    assert plan_external_secrets(sops, {"external_secrets": {**section, "enabled": False}}) is None
+    assert plan_external_secrets(sops, {"external_secrets": {**section, "mode": "apply"}}) is None
+    assert plan_external_secrets(sops, {}) is None

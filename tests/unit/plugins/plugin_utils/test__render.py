@@ -223,3 +223,37 @@ def test_template_code_cannot_reach_python_internals(tmp_path, expression):
         assert "uid=" not in str(exc) and ("SecurityError" in str(exc) or "undefined" in str(exc))
     else:  # an unsafe attribute is undefined in the sandbox: with "chainable" it prints as nothing, and is listed
         assert result.files["x.yaml"] == b"x: \n" and result.undefined
+
+
+FILE_DATA = '[makejinja.file_data]\n"x.yaml.j2" = ["./extra.yaml"]\n'
+ALIAS_BOMB = 'lol: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"l{i}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8))
+
+
+def test_file_data_documents_merge_as_makejinja_merges_them(tmp_path):
+    makejinja_repo(tmp_path, {"templates/config/x.yaml.j2": "x: #{ a }# #{ b }#\n", "extra.yaml": "a: 1\nb: 1\n---\nb: 2\n"},
+                   extra=FILE_DATA)
+    assert render(tmp_path).files["x.yaml"] == b"x: 1 2\n"
+
+
+def test_file_data_alias_bomb_is_refused_with_file_and_line(tmp_path):
+    makejinja_repo(tmp_path, {"templates/config/x.yaml.j2": "x: #{ lol }#\n", "extra.yaml": "# a comment\n" + ALIAS_BOMB},
+                   extra=FILE_DATA)
+    with pytest.raises(RenderError) as info:
+        render(tmp_path)
+    [problem] = info.value.problems
+    assert (problem.template, problem.line) == ("extra.yaml", 2)
+    assert "alias bomb" in problem.message and "file_data" in problem.message
+
+
+def test_oversized_or_special_file_data_is_refused_never_read(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._data_files import MAX_VARS_BYTES
+
+    makejinja_repo(tmp_path, {"templates/config/x.yaml.j2": "x: #{ a }#\n", "extra.yaml": "a: 1\n" + "#" * MAX_VARS_BYTES + "\n"},
+                   extra=FILE_DATA)
+    with pytest.raises(RenderError, match=r"extra\.yaml: file_data: is \d+ bytes, more than the \d+ a vars file may have; refused"):
+        render(tmp_path)
+    (tmp_path / "extra.yaml").unlink()
+    os.mkfifo(tmp_path / "extra.yaml")  # opening a FIFO to read would wait for a writer forever
+    with pytest.raises(RenderError, match=r"extra\.yaml: file_data: is not a regular file"):
+        render(tmp_path)

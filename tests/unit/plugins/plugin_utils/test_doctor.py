@@ -1,117 +1,71 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""doctor's pieces that need neither sops nor git."""
+"""doctor's report, and a whole diagnosis in process (real age keys, the real sops; no git work tree)."""
 
 from __future__ import annotations
 
-import datetime
+from pathlib import Path
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import (
-    DoctorOptions,
-    DoctorReport,
-    check_files,
-    gitignore_covers,
-    secret_files,
-)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_key_file
+from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import DoctorOptions, DoctorReport, diagnose
+from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_journal import ROTATE_STATE_NAME
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
 
-
-def test_gitignore_reading(tmp_path):
-    (tmp_path / ".gitignore").write_text("# secrets\n/cluster.yaml\nage.key\n*.tfvars\n!*.tfvars.sops.*\n")
-    assert gitignore_covers(tmp_path, "cluster.yaml")
-    assert gitignore_covers(tmp_path, "age.key")
-    assert gitignore_covers(tmp_path, "infrastructure/terraform.tfvars")
-    assert not gitignore_covers(tmp_path, "nodes.yaml")
-    (tmp_path / ".gitignore").unlink()
-    assert not gitignore_covers(tmp_path, "cluster.yaml")
+SECRET = "infrastructure/secrets.sops.yaml"
 
 
-def test_secret_files_skip_templates_tools_and_the_sops_config(tmp_path):
-    for relpath in ("a/x.sops.yaml", "templates/t.sops.yaml.j2", "other/t.sops.yaml.j2", ".git/y.sops.yaml", ".sops.yaml",
-                    ".secrets-backup/z.sops.yaml", "b/.rotate-tmp.w.sops.yaml", "b/plain.yaml"):
-        (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relpath).write_text("x: 1\n")
-    assert secret_files(tmp_path, r"\.sops\.[^/]+$") == ["a/x.sops.yaml"]
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_plaintext_and_old_data_keys(tmp_path):
-    (tmp_path / "plain.sops.yaml").write_text("password: hunter2-value\n")
-    (tmp_path / "old.sops.yaml").write_text(
-        "x: ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]\n"
-        "sops:\n  age:\n    - recipient: age1someone\n      enc: x\n  lastmodified: '2024-01-01T00:00:00Z'\n  mac: ENC[x]\n")
+def test_the_table_puts_errors_first_with_their_fixes():
     report = DoctorReport()
-    options = DoctorOptions(root=tmp_path, now=datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC))
-    check_files(options, report, ["old.sops.yaml", "plain.sops.yaml"], None, None, {"plain.sops.yaml"}, None)
-    found = {(f.severity, f.check, f.subject) for f in report.findings}
-    assert ("error", "encryption", "plain.sops.yaml") in found
-    assert ("warning", "rotation", "old.sops.yaml") in found
+    report.add("ok", "tools", "sops", "sops 3.11.0")
+    report.add("warning", "rotation", "a.sops.yaml", "old data key", "rotate it")
+    report.add("error", "encryption", "b.sops.yaml", "NOT ENCRYPTED", "encrypt it")
+    report.add("ok", "git", "age.key", "not tracked", "never shown")
     lines = report.table()
-    assert lines[0].startswith("doctor: 1 error(s), 1 warning(s)")
-    assert lines[2].startswith("ERROR")
-    assert any("fix: sops encrypt --in-place plain.sops.yaml" in line for line in lines)
-    assert "hunter2-value" not in "\n".join(lines)
+    assert lines[0] == "doctor: 1 error(s), 1 warning(s), 0 note(s), 2 check(s) passed"
+    assert lines[1].split() == ["STATUS", "CHECK", "SUBJECT", "FINDING"]
+    assert lines[2].startswith("ERROR") and lines[3].strip() == "fix: encrypt it"
+    assert lines[4].startswith("WARNING") and lines[5].strip() == "fix: rotate it"
+    assert "never shown" not in "\n".join(lines)
+    assert [f.check for f in report.errors] == ["encryption"]
+    assert report.findings[0].as_dict() == {"severity": "ok", "check": "tools", "subject": "sops", "message": "sops 3.11.0", "fix": ""}
 
 
-def test_stale_temp_names_both_patterns():
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import is_stale_temp
+def test_a_diagnosis_finds_what_is_wrong_and_writes_nothing(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    recipient = generate_key_file(root / "age.key")
+    (root / ".sops.yaml").write_text(default_sops_config([recipient]))
+    environ = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    sops = Sops.open(root, environ=environ)
+    (root / "infrastructure").mkdir()
+    (root / SECRET).write_bytes(sops.encrypt(b"token: hunter2-value\n", SECRET))
+    (root / "kubernetes").mkdir()
+    (root / "kubernetes" / "leak.sops.yaml").write_text("stringData:\n  TOKEN: plaintext-token-value\n")
+    (root / "kubernetes" / ".rotate-tmp.s.sops.yaml").write_text("x: 1\n")
+    (root / ".secrets-backup").mkdir()
+    (root / ".secrets-backup" / ROTATE_STATE_NAME).write_text("{}")
+    before = snapshot(root)
 
-    assert is_stale_temp(".secrets.sops.yaml.k2j4x9_a.tmp")  # tempfile.mkstemp today
-    assert is_stale_temp(".cluster-settings.yaml.cluster-secrets-3fz9.tmp")  # the coming name
-    for name in ("secrets.sops.yaml", ".secrets.sops.yaml.tmp", "notes.tmp", ".sops.yaml", ".x.sops.yaml.short.tmp"):
-        assert not is_stale_temp(name), name
-
-
-def test_a_stale_temp_is_not_a_secret_file_but_its_own_warning(tmp_path):
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import check_stale_temps
-
-    (tmp_path / "infrastructure").mkdir()
-    (tmp_path / "infrastructure" / "secrets.sops.yaml").write_text("x: 1\n")
-    (tmp_path / "infrastructure" / ".secrets.sops.yaml.abcd1234.tmp").write_text("x: 1\n")
-    assert secret_files(tmp_path, r"\.sops\.[^/]+$") == ["infrastructure/secrets.sops.yaml"]
-    report = DoctorReport()
-    check_stale_temps(DoctorOptions(root=tmp_path), report, {"infrastructure/.secrets.sops.yaml.abcd1234.tmp"})
-    [item] = report.findings
-    assert (item.severity, item.check) == ("warning", "temp file")
-    assert item.message.startswith("stale temporary file from an interrupted run: delete it")
-    assert "infrastructure/secrets.sops.yaml" in item.message and "tracked by git" in item.message
-    assert "rm infrastructure/.secrets.sops.yaml.abcd1234.tmp" in item.fix
-
-
-def test_plaintext_secrets_names_keys_never_values():
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import plaintext_secrets
-
-    text = ("---\napiVersion: v1\nkind: ConfigMap\ndata:\n  a: b\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n"
-            "stringData:\n  PASSWORD: hunter2-value\n  EMPTY: ''\ndata:\n  TOKEN: aGVsbG8=\n")
-    assert plaintext_secrets(text) == [("db", ["PASSWORD", "TOKEN"])]
-    encrypted = "kind: Secret\nstringData:\n  A: ENC[AES256_GCM,data:AA==,type:str]\nsops:\n  mac: x\n"
-    assert plaintext_secrets(encrypted) == []
-    assert plaintext_secrets("kind: Secret\nmetadata: {name: x}\n") == []  # no values: nothing leaks
-    assert plaintext_secrets("kind: Secret\n  bad: [yaml\n") == []
+    report = diagnose(DoctorOptions(root=root, environ=environ))
+    assert snapshot(root) == before
+    result = {(f.severity, f.check, f.subject) for f in report.findings}
+    assert ("ok", "secret file", SECRET) in result
+    assert ("error", "encryption", "kubernetes/leak.sops.yaml") in result
+    assert ("warning", "temp file", "kubernetes/.rotate-tmp.s.sops.yaml") in result
+    assert ("warning", "rotation", f".secrets-backup/{ROTATE_STATE_NAME}") in result
+    assert ("info", "git", ".") in result  # not a git work tree: the tracked-file checks are skipped
+    assert ("info", "recovery", "backup key") in result
+    text = "\n".join(report.table())
+    for value in ("hunter2-value", "plaintext-token-value", "AGE-SECRET-KEY"):
+        assert value not in text
 
 
-def test_tfvars_covered_by_a_nested_gitignore_outside_git(tmp_path):
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import glob_uncovered
-
-    (tmp_path / ".gitignore").write_text("cluster.yaml\n")
-    infra = tmp_path / "infrastructure"
-    infra.mkdir()
-    (infra / "main.tf").write_text("")
-    assert glob_uncovered(tmp_path, "*.tfvars") == ["infrastructure/terraform.tfvars"]  # no file yet: probed where .tf is
-    (infra / ".gitignore").write_text("*.tfvars\n")
-    assert glob_uncovered(tmp_path, "*.tfvars") == []
-    (infra / "prod.tfvars").write_text("x = 1\n")
-    (tmp_path / "other.tfvars").write_text("x = 1\n")
-    assert glob_uncovered(tmp_path, "*.tfvars") == ["other.tfvars"]
-
-
-def test_cluster_vars_readable_by_others_is_a_warning_with_the_chmod(tmp_path):
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor import check_cluster_vars_modes
-
-    for name, mode in (("cluster.yaml", 0o644), ("nodes.yaml", 0o600), ("cluster.toml", 0o640)):
-        (tmp_path / name).write_text("x: 1\n")
-        (tmp_path / name).chmod(mode)
-    report = DoctorReport()
-    check_cluster_vars_modes(DoctorOptions(root=tmp_path), report)
-    found = {f.subject: (f.severity, f.fix) for f in report.findings}
-    assert found["cluster.yaml"] == ("warning", f"chmod 600 {tmp_path.resolve() / 'cluster.yaml'}")
-    assert found["cluster.toml"][0] == "warning"
-    assert found["nodes.yaml"][0] == "ok"
+def test_a_missing_folder_is_one_error(tmp_path):
+    report = diagnose(DoctorOptions(root=tmp_path / "absent"))
+    [error] = report.findings
+    assert (error.severity, error.check, error.message) == ("error", "repository", "not a directory")

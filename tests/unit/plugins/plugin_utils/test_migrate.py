@@ -98,3 +98,33 @@ def test_values_yaml_would_normalise_are_double_quoted():
         out = io.StringIO()
         YAML().dump({"k": _yaml_value(value)}, out)
         assert YAML(typ="safe").load(out.getvalue())["k"] == value, repr(value)
+
+
+def test_an_encrypted_source_is_decrypted_through_the_door(root, tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_key_file
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
+
+    environ = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    (root / ".sops.yaml").write_text(default_sops_config([generate_key_file(root / "age.key")]))
+    secrets = root / "infrastructure" / "secrets.sops.yaml"
+    secrets.write_bytes(Sops.open(root, environ=environ).encrypt(secrets.read_bytes(), "infrastructure/secrets.sops.yaml"))
+    plan_ = plan_migration(root, environ=environ)
+    assert statuses(plan_)["tfstate_password"] == "added"
+    assert yaml.safe_load(plan_.after)["tfstate_password"] == "real: pw"
+    assert plan_.sops is not None and plan_.sops.status("infrastructure/secrets.sops.yaml").encrypted
+    (root / "age.key").unlink()
+    with pytest.raises(MigrateError, match="it is encrypted but no age key was found to decrypt it"):
+        plan_migration(root, environ=environ)
+
+
+def test_apply_with_a_backup_folder_elsewhere_and_a_stale_temporary(root, tmp_path):
+    stale = root / ".cluster.yaml.cluster-secrets-abcd1234.tmp"
+    stale.write_text("tfstate_password: half-written\n")
+    plan_ = plan_migration(root, environ={})
+    backup = apply_migration(plan_, root, tmp_path / "vault")
+    assert backup is not None and backup.parent == tmp_path / "vault" and backup.read_text() == CLUSTER
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert (root / "cluster.yaml").read_bytes() == plan_.after
+    assert not stale.exists()  # a temporary an interrupted write left beside cluster.yaml goes with the change set
+    assert not (root / ".secrets-backup").exists()
