@@ -24,7 +24,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKey
 from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import Spec
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVarsError, load_cluster_vars
 from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import LockError
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import scrub, secret_values
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import SopsToolError

@@ -23,15 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import (
-    BUILTIN_TEMPLATES,
-    DEFAULT_DELIMITERS,
-    OWN_UNDEFINED,
-    UNDEFINED_MODES,
-    RenderError,
-    RenderSettings,
-    TemplateProblem,
-)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import BUILTIN_TEMPLATES, DEFAULT_DELIMITERS, RenderSettings
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import OWN_UNDEFINED, UNDEFINED_MODES, RenderError, TemplateProblem
 
 CONFIG_NAME = "makejinja.toml"
 DATA_SUFFIXES = (".yaml", ".yml", ".toml", ".json")

@@ -50,7 +50,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import (
     flatten_document,
     is_real,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureError, ConfigureOptions, plan
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_plan import parse_plaintext
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops

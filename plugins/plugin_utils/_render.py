@@ -21,17 +21,9 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import importlib
-import inspect
-import ipaddress
 import os
-import sys
-import tomllib
 import traceback
-import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -40,7 +32,20 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._data_files import load_data_file
-from ansible_collections.cluster.secrets.plugins.plugin_utils._quoting import hcl_quote, yaml_quote
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_plugins import (
+    BUILTIN_FILTERS,
+    display_path,
+    load_plugin,
+    plugin_import_context,
+    plugin_problems,
+)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import (
+    OWN_UNDEFINED,
+    RenderError,
+    TemplateProblem,
+    UndefinedUse,
+    recording_undefined,
+)
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "builtin_templates"
 # cluster-template's delimiters: the default for a repository without makejinja.toml.
@@ -49,15 +54,6 @@ DEFAULT_DELIMITERS = {
     "variable_start": "#{", "variable_end": "}#",
     "comment_start": "#|", "comment_end": "#|",
 }
-# makejinja's ``undefined`` values, and ours for repositories without makejinja.toml and for built-in templates.
-UNDEFINED_MODES = {
-    "default": jinja2.Undefined, "chainable": jinja2.ChainableUndefined,
-    "debug": jinja2.DebugUndefined, "strict": jinja2.StrictUndefined,
-}
-OWN_UNDEFINED = "strict-chainable"
-FOLLOW_ON_ERROR = "default factory uses validated data, but at least one validation error occurred"
-# Import names whose pip package has another name.
-PACKAGE_NAMES = {"yaml": "PyYAML", "ruamel": "ruamel.yaml", "dateutil": "python-dateutil", "git": "GitPython"}
 # The data files makejinja reads, by suffix.
 DATA_FILE_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
@@ -96,37 +92,6 @@ class RenderSettings:
 
 
 @dataclass
-class TemplateProblem:
-    template: str
-    line: int | None
-    message: str
-
-    def render(self) -> str:
-        return f"{self.template}{':' + str(self.line) if self.line else ''}: {self.message}"
-
-
-class RenderError(Exception):
-    def __init__(self, problems: list[TemplateProblem]) -> None:
-        self.problems = problems
-        count = len(problems)
-        super().__init__(
-            f"templates: {count} problem{'s' if count != 1 else ''} found\n" + "\n".join(f"  - {p.render()}" for p in problems)
-        )
-
-
-@dataclass(frozen=True)
-class UndefinedUse:
-    """An undefined value printed into a rendered file: where, and what was missing (never a value)."""
-
-    template: str
-    line: int | None
-    name: str
-
-    def render(self) -> str:
-        return f"{self.template}{':' + str(self.line) if self.line else ''}: {self.name}"
-
-
-@dataclass
 class RenderResult:
     """Rendered files (output path relative to the root -> bytes) and what rendering noticed."""
 
@@ -136,204 +101,6 @@ class RenderResult:
     undefined: list[UndefinedUse] = field(default_factory=list)
     # Outputs that exist and are left alone because makejinja.toml does not set force = true.
     kept: list[str] = field(default_factory=list)
-
-
-class StrictChainableUndefined(jinja2.ChainableUndefined, jinja2.StrictUndefined):
-    """``a.b.c`` on something undefined stays undefined (``is defined`` and ``default`` work),
-    but printing, iterating, comparing or testing it is an error."""
-
-    __slots__ = ()
-
-
-def _template_position() -> tuple[str, int | None]:
-    """The template (name, line) whose code is running, found on the Python stack."""
-    frame = sys._getframe(2)  # pylint: disable=protected-access
-    while frame is not None:
-        template = frame.f_globals.get("__jinja_template__")
-        if template is not None:
-            return str(template.name), template.get_corresponding_lineno(frame.f_lineno)
-        frame = frame.f_back  # type: ignore[assignment]
-    return "(template)", None
-
-
-def _undefined_name(value: jinja2.Undefined) -> str:
-    name = getattr(value, "_undefined_name", None)
-    owner = getattr(value, "_undefined_obj", jinja2.utils.missing)
-    if owner is jinja2.utils.missing:
-        return str(name) if name is not None else "(unnamed value)"
-    return f"{name} (attribute of a {type(owner).__name__} value)" if name is not None else "(item of a value)"
-
-
-def recording_undefined(mode: str, sink: list[UndefinedUse]) -> type[jinja2.Undefined]:
-    """The Undefined class for ``mode`` that also notes every undefined value printed, in ``sink``."""
-    base: type[jinja2.Undefined] = StrictChainableUndefined if mode == OWN_UNDEFINED else UNDEFINED_MODES[mode]
-
-    class RecordingUndefined(base):  # type: ignore[valid-type,misc]
-        __slots__ = ()
-
-        def __str__(self) -> str:
-            text = super().__str__()
-            template, line = _template_position()
-            sink.append(UndefinedUse(template, line, _undefined_name(self)))
-            return text
-
-    return RecordingUndefined
-
-
-def _b64encode(value: Any) -> str:
-    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
-    return base64.b64encode(data).decode("ascii")
-
-
-def _b64decode(value: Any) -> str:
-    return base64.b64decode(str(value)).decode("utf-8")
-
-
-def _nthhost(value: str, query: int) -> str | bool:
-    try:
-        network = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-    return str(network[query]) if 0 <= query < network.num_addresses else False
-
-
-BUILTIN_FILTERS = {"yaml_quote": yaml_quote, "hcl_quote": hcl_quote, "b64encode": _b64encode,
-                   "b64decode": _b64decode, "nthhost": _nthhost}
-
-
-def _makejinja_shim() -> types.ModuleType:
-    """Stand-in for ``import makejinja`` so plugin classes load without makejinja installed."""
-    module = types.ModuleType("makejinja")
-    plugin = types.ModuleType("makejinja.plugin")
-
-    class Plugin:  # pylint: disable=too-few-public-methods
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    plugin.Plugin = Plugin  # type: ignore[attr-defined]
-    plugin.AbstractLoader = Plugin  # type: ignore[attr-defined]
-    for alias in ("Data", "MutableData", "Filters", "Functions", "Tests", "Policies", "Extensions", "PathFilters"):
-        setattr(plugin, alias, Any)
-    module.plugin = plugin  # type: ignore[attr-defined]
-    return module
-
-
-@contextlib.contextmanager
-def _plugin_import_context(import_paths: list[Path], needed: bool) -> Iterator[None]:
-    """Make plugin modules importable as makejinja does (import paths appended to ``sys.path``).
-
-    ``import makejinja`` gets a small stand-in unless makejinja is already loaded: plugin classes only use
-    it as a base class, and the real package takes a third of a second to import. Modules imported from
-    the repository are forgotten afterwards, so nothing of one repository stays for the next.
-    """
-    if not needed:
-        yield
-        return
-    saved_path = list(sys.path)
-    saved_modules = set(sys.modules)
-    installed_shim = False
-    if "makejinja.plugin" not in sys.modules:
-        shim = _makejinja_shim()
-        sys.modules["makejinja"] = shim
-        sys.modules["makejinja.plugin"] = shim.plugin  # type: ignore[attr-defined]
-        installed_shim = True
-    sys.path.extend(str(p) for p in import_paths)
-    try:
-        yield
-    finally:
-        sys.path[:] = saved_path
-        roots = [str(p) for p in import_paths]
-        for name in set(sys.modules) - saved_modules:
-            origin = str(getattr(sys.modules.get(name), "__file__", "") or "")
-            if origin and any(origin.startswith(r + os.sep) for r in roots):
-                sys.modules.pop(name, None)
-        if installed_shim:
-            sys.modules.pop("makejinja", None)
-            sys.modules.pop("makejinja.plugin", None)
-
-
-def _import_class(spec: str) -> Any:
-    """makejinja's ``import_string``: ``module:Class`` or ``module.Class``."""
-    if ":" in spec:
-        module_name, class_name = spec.split(":", 1)
-    else:
-        module_name, _sep, class_name = spec.rpartition(".")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)
-
-
-def _load_plugin(spec: str, env: jinja2.Environment, data: dict[str, Any]) -> list[Any]:
-    """Load one plugin as makejinja does; return its path filters."""
-    cls = _import_class(spec)
-    params = inspect.signature(cls).parameters
-    kwargs: dict[str, Any] = {}
-    for name, value in (("env", env), ("environment", env), ("data", data), ("config", None)):
-        if name in params:
-            kwargs[name] = value
-    plugin = cls(**kwargs)
-    for attr in ("globals", "functions"):
-        if hasattr(plugin, attr):
-            env.globals.update(_named(getattr(plugin, attr)()))
-    if hasattr(plugin, "data"):
-        env.globals.update(plugin.data())
-    if hasattr(plugin, "extensions"):
-        for extension in plugin.extensions():
-            env.add_extension(extension)
-    if hasattr(plugin, "filters"):
-        env.filters.update(_named(plugin.filters()))
-    if hasattr(plugin, "tests"):
-        env.tests.update(_named(plugin.tests()))
-    if hasattr(plugin, "policies"):
-        env.policies.update(plugin.policies())
-    return list(plugin.path_filters()) if hasattr(plugin, "path_filters") else []
-
-
-def _named(items: Any) -> dict[str, Any]:
-    if isinstance(items, Mapping):
-        return dict(items)
-    return {func.__name__: func for func in items}
-
-
-def _requires_python(root: Path) -> str:
-    try:
-        project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return ""
-    wanted = project.get("requires-python") if isinstance(project, dict) else None
-    return f" (its pyproject.toml says requires-python {wanted})" if isinstance(wanted, str) else ""
-
-
-def plugin_problems(spec: str, exc: BaseException, root: Path, import_paths: list[Path]) -> list[TemplateProblem]:
-    """What a failing plugin means for the user, one problem per line of its message, never a traceback."""
-    where = f"plugin {spec}"
-    version = ".".join(str(v) for v in sys.version_info[:2])
-    if isinstance(exc, ModuleNotFoundError) and exc.name:
-        top = exc.name.split(".")[0]
-        if not any((p / top).exists() or (p / f"{top}.py").exists() for p in import_paths):
-            package = PACKAGE_NAMES.get(top, top)
-            return [TemplateProblem(where, None, f"needs the Python package '{package}', which is not installed for "
-                                                 f"{sys.executable}: run `{sys.executable} -m pip install {package}` "
-                                                 "(the Python that runs ansible-playbook)")]
-    if isinstance(exc, SyntaxError):
-        location = _display_path(Path(exc.filename or spec), root)
-        return [TemplateProblem(location, exc.lineno, f"Python {version} cannot read this plugin code ({exc.msg}); the repository's "
-                                                      f"plugin needs a newer Python{_requires_python(root)}: run configure from a "
-                                                      "virtualenv on Python 3.12 or later, e.g. `make venv PYTHON=python3.13`")]
-    lines = [line.rstrip() for line in str(exc).splitlines() if line.strip()] or [exc.__class__.__name__]
-    if len(lines) == 1:
-        return [TemplateProblem(where, None, f"{exc.__class__.__name__}: {lines[0]}")]
-    head = lines[0].rstrip(":")
-    details = [line.strip() for line in lines[1:]]
-    # pydantic's follow-on errors ("The default factory uses validated data, ...") only repeat that others occurred.
-    details = [line for line in details if FOLLOW_ON_ERROR not in line] or details
-    return [TemplateProblem(where, None, f"{head}: {line}") for line in details]
-
-
-def _display_path(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _output_path(rel: PurePosixPath, settings: RenderSettings) -> PurePosixPath:
@@ -375,7 +142,7 @@ def _error_line(exc: BaseException, filename: str) -> int | None:
 def _display_name(base: Path, rel: str, root: Path) -> str:
     if base == BUILTIN_TEMPLATES:
         return f"cluster.secrets:{rel}"
-    return _display_path(base / rel, root)
+    return display_path(base / rel, root)
 
 
 def _environment(settings: RenderSettings, root: Path, sink: list[UndefinedUse],
@@ -431,10 +198,10 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
     previous_cwd = os.getcwd()
     os.chdir(root)
     try:
-        with _plugin_import_context(settings.import_paths, needed=bool(settings.loaders)):
+        with plugin_import_context(settings.import_paths, needed=bool(settings.loaders)):
             for spec in settings.loaders:
                 try:
-                    path_filters += _load_plugin(spec, env, context)
+                    path_filters += load_plugin(spec, env, context)
                 except Exception as exc:  # the plugin is user code: report, don't crash
                     problems += plugin_problems(spec, exc, root, settings.import_paths)
             if problems:
@@ -502,7 +269,7 @@ def _file_data(paths: list[Path] | None, root: Path, problems: list[TemplateProb
     for path in paths or []:
         if not path.exists() or path.suffix not in DATA_FILE_SUFFIXES:
             continue  # makejinja skips a missing or unsupported file as well
-        label = _display_path(path, root)
+        label = display_path(path, root)
         document, _lines, findings = load_data_file(path, label, all_documents=True)
         if document is None:
             # Only what made the file unusable: a key defined twice is taken as makejinja takes it, the last one.

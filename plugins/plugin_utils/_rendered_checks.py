@@ -22,7 +22,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars impo
 from ansible_collections.cluster.secrets.plugins.plugin_utils._data_files import MAX_VARS_BYTES
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import Finding
 from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import TemplateProblem, UndefinedUse
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import TemplateProblem, UndefinedUse
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import secret_fragments, secret_paths_by_value
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SOPS_CONFIG_NAMES, sops_format
 from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_schema import load_schema

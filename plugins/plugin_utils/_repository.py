@@ -45,7 +45,8 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import pri
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import format_findings
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError, RenderResult, UndefinedUse, render_tree
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderResult, render_tree
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError, UndefinedUse
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rendered_checks import (
     check_plaintext_leaks,
     check_rendered_yaml,

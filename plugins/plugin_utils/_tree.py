@@ -22,7 +22,7 @@ from pathlib import Path
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import BACKUP_DIR_NAME
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import TEMP_MARK
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import repository_layout
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError
 
 SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", ".terraform", BACKUP_DIR_NAME, "__pycache__"})
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")  # templates of secrets, not secrets: configure renders and encrypts them

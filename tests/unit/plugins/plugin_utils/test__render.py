@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import builtin_settings, repository_layout
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderError, plugin_problems, render_tree
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render import render_tree
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_plugins import plugin_problems
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError
 
 CT_DELIMITERS = ('[makejinja.delimiter]\nblock_start = "#%"\nblock_end = "%#"\ncomment_start = "#|"\ncomment_end = "#|"\n'
                  'variable_start = "#{"\nvariable_end = "}#"\n')
