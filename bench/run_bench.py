@@ -548,7 +548,9 @@ def timed_playbook(argv: list[str], base: Path, env: dict[str, str], tmp: Path, 
         action = task["action"].removeprefix("ansible.builtin.").removeprefix("cluster.secrets.")
         rows.append((f"{where}{name[:60]} [{action}] {status}", done - task["start"], until - done))
     rows.append(("play end, stats, interpreter exit", end - events["stats"], 0.0))
-    return {"total": end - start, "rows": rows, "sops": _sops_calls(log), "files_written": written(before, snapshot(base))}
+    actions = sorted({t["action"] for t in tasks if t["action"].startswith("cluster.secrets.")})
+    return {"total": end - start, "rows": rows, "sops": _sops_calls(log), "files_written": written(before, snapshot(base)),
+            "actions": actions}
 
 
 def print_timed(label: str, run: dict[str, Any], floor: float | None = None) -> None:
@@ -590,11 +592,11 @@ print(json.dumps(out))
 """
 
 
-def import_profile(env: dict[str, str], top: int) -> dict[str, Any]:
-    """What importing the collection's action plugins costs once ansible-playbook has imported its own modules.
-    ansible's collection loader compiles collection modules from source on every run (it keeps no .pyc), so
-    this is paid by every configure run; -X importtime names the heaviest modules."""
-    modules = [f"{COLLECTION}.plugins.action.render", f"{COLLECTION}.plugins.action.opentofu"]
+def import_profile(env: dict[str, str], actions: list[str], top: int) -> dict[str, Any]:
+    """What importing the collection's action plugins that configure ran costs once ansible-playbook has imported
+    its own modules. ansible's collection loader compiles collection modules from source on every run (it keeps no
+    .pyc), so every configure run pays this; -X importtime names the heaviest modules."""
+    modules = [f"{COLLECTION}.plugins.action.{action.rsplit('.', 1)[-1]}" for action in actions]
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", IMPORT_PROBE, *modules], env=env,
                           capture_output=True, text=True, check=False)
     try:
@@ -647,7 +649,7 @@ def profile_size(size: Size, tmp: Path, sops: str, top: int) -> dict[str, Any]:
     print_timed("floor (1-task playbook)", runs["floor"])
     for kind in ("cold", "unchanged"):
         print_timed(f"configure {kind}", runs[kind], runs["floor"]["total"])
-    imports = import_profile(env, top=15)
+    imports = import_profile(env, runs["cold"]["actions"], top=15)
     print_imports(imports)
     shutil.rmtree(base)
     shutil.rmtree(home)

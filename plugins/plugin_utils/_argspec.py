@@ -27,7 +27,7 @@ from typing import Any
 Spec = dict[str, dict[str, Any]]
 
 # Defaults the module documentation states word for word; the unit test checks them against the constants of
-# _sops, _opentofu and _rotate, which are not imported here so that this table stays free of their imports.
+# _sops_files, _opentofu_options and _rotate_result, which are not imported here so that this table stays free of their imports.
 SECRET_FILE_PATTERN = r"\.sops\.[^/]+$"  # noqa: S105 - a file name pattern, not a password
 OPENTOFU_COMMANDS = ["init", "plan", "apply", "destroy"]
 ROTATE_MODES = ["age_key", "data_keys"]
@@ -165,11 +165,3 @@ ROTATE_SPEC = combine(REPOSITORY_OPTIONS, SOPS_OPTIONS, {
     "backup_dir": {"type": "path"},
 })
 
-
-def repository_argument_spec() -> Spec:
-    """The five shared options as one spec, as before the pieces above.
-
-    Only the unused ``doctor_argument_spec``, ``migrate_argument_spec`` and ``rotate_argument_spec`` (in
-    ``_doctor.py``, ``_migrate.py``, ``_rotate.py``) still call it: delete it together with them.
-    """
-    return combine(REPOSITORY_OPTIONS, CLUSTER_VARS_OPTIONS, SOPS_OPTIONS)

@@ -39,6 +39,14 @@ def stale_temp_files(targets: Iterable[Path]) -> list[Path]:
     return sorted(found)
 
 
+def permission_bits(path: Path) -> int | None:
+    """A file's permission bits (``0o644``), or None when it cannot be read."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return None
+
+
 def atomic_write(path: Path, content: bytes, mode: int | None = None) -> None:
     """Write ``content`` to ``path`` so readers see the old or the new bytes, never a mix.
 

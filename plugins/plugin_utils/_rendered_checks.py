@@ -20,6 +20,7 @@ import yaml
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
 from ansible_collections.cluster.secrets.plugins.plugin_utils._data_files import MAX_VARS_BYTES
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import permission_bits
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import Finding
 from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import TemplateProblem, UndefinedUse
@@ -163,13 +164,6 @@ def check_targets(root: Path, paths: Iterable[str]) -> list[Finding]:
     return findings
 
 
-def _mode(path: Path) -> int | None:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return None
-
-
 def readable_vars_warnings(vars_files: Iterable[Path], cache: Mapping[str, Any], secrets: Iterable[str],
                            modes: Mapping[str, int] | None = None) -> list[str]:
     """Cluster vars files that hold secrets and that others may read: said once (not again while the mode stays).
@@ -179,7 +173,7 @@ def readable_vars_warnings(vars_files: Iterable[Path], cache: Mapping[str, Any],
     values = [v for v in secrets if len(v) >= LEAK_MIN_LENGTH]
     warnings = []
     for path in vars_files:
-        mode = modes.get(str(path)) if modes is not None else _mode(path)
+        mode = modes.get(str(path)) if modes is not None else permission_bits(path)
         if mode is None or not mode & 0o077 or seen.get(str(path)) == mode or not path.is_file():
             continue
         text = path.read_bytes()[:MAX_VARS_BYTES].decode("utf-8", errors="replace")

@@ -41,7 +41,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import Ch
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars, ClusterVarsError, load_cluster_vars
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import SCHEMA_DIR as CUE_SCHEMA_DIR
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import run_cue
-from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import private_dir, stale_temp_files
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import permission_bits, private_dir, stale_temp_files
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import format_findings
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
@@ -227,7 +227,7 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
     planned = _plan_rendered(options, cluster, result, secret_re, sops, cache)
-    vars_modes = {str(p): mode for p in layout.vars_files if (mode := _mode(p)) is not None}
+    vars_modes = {str(p): mode for p in layout.vars_files if (mode := permission_bits(p)) is not None}
     planned.warnings[:0] = layout.warnings + readable_vars_warnings(layout.vars_files, cache.data, secret_values(cluster.data),
                                                                     vars_modes)
     planned.stale_temps = stale_temp_files(root / f.path for f in planned.files)
@@ -266,13 +266,6 @@ def _render(options: ConfigureOptions, layout: RepositoryLayout, cluster: Cluste
                 if path in builtin.modes:
                     result.modes[path] = builtin.modes[path]
     return result
-
-
-def _mode(path: Path) -> int | None:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return None
 
 
 # The code validation runs: a change to any of it invalidates the remembered validation.
