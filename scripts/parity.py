@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 try:
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import (
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import (
         SECRET_FILE_PATTERN,
         SOPS_CONFIG_NAMES,
         encrypted_metadata,

@@ -39,7 +39,13 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import
     sops_format,
 )
 
-_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _PlaintextLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loading, and a plain ``=`` (YAML 1.1's value tag, which sops writes unquoted) read as the text it is."""
+
+
+_PlaintextLoader.add_constructor("tag:yaml.org,2002:value", _PlaintextLoader.construct_yaml_str)
 _MISSING = object()
 
 
@@ -49,7 +55,7 @@ _MISSING = object()
 def parse_plaintext(content: bytes, fmt: str) -> Any:
     """A secret's plaintext as data, in the format sops reads it (binary stays bytes)."""
     if fmt == "yaml":
-        return list(yaml.load_all(content, Loader=_YamlLoader))
+        return list(yaml.load_all(content, Loader=_PlaintextLoader))
     if fmt == "json":
         return json.loads(content)
     if fmt == "dotenv":
@@ -71,6 +77,16 @@ def parse_plaintext_safe(content: bytes, path: str) -> Any:
         return parse_plaintext(content, sops_format(path))
     except (ValueError, yaml.YAMLError, configparser.Error):
         return content
+
+
+def parse_pair(old: bytes, new: bytes, path: str) -> tuple[Any, Any]:
+    """Old and new plaintext as data to compare, or both as bytes when either does not parse: a value PyYAML cannot
+    read back from sops' output must not look like a removed key (``(file content)`` against parsed keys)."""
+    try:
+        fmt = sops_format(path)
+        return parse_plaintext(old, fmt), parse_plaintext(new, fmt)
+    except (ValueError, yaml.YAMLError, configparser.Error):
+        return old, new
 
 
 def changed_key_paths(before: Any, after: Any, fmt: str) -> list[str]:
@@ -183,7 +199,7 @@ def plan_secret_files(sops: Sops, desired: Mapping[str, bytes], cache: Plaintext
                 continue
             # A secret committed in plaintext: replaced by its encrypted form; the guard compares its values.
             warnings.append(f"{path} exists unencrypted in the repository; it will be replaced by its encrypted form")
-            previous, new = parse_plaintext_safe(status.content, path), parse_plaintext_safe(desired[path], path)
+            previous, new = parse_pair(status.content, desired[path], path)
             planned[path] = FileChange(path, True, "changed", previous=previous, rendered=new,
                                        changed_keys=["(was not encrypted)", *changed_key_paths(previous, new, status.fmt)])
         elif not own:
@@ -208,7 +224,7 @@ def plan_secret_files(sops: Sops, desired: Mapping[str, bytes], cache: Plaintext
             problems.append(str(plaintext))
             continue
         status, item = sops.status(path), planned[path]
-        old, new = parse_plaintext_safe(plaintext, path), parse_plaintext_safe(desired[path], path)
+        old, new = parse_pair(plaintext, desired[path], path)
         if old == new and status.recipients == rule_recipients(sops.rule(path) or {}):
             item.state = "unchanged"
             if cache is not None and status.content is not None:

@@ -127,3 +127,16 @@ def test_key_paths_and_formats():
     assert changed_key_paths(b"x", b"y", "binary") == ["(file content)"]
     assert parse_plaintext(b"A=1\n# c\nB=x=y\n", "dotenv") == {"A": "1", "B": "x=y"}
     assert parse_plaintext(b"[s]\nk = v\n", "ini") == {"s": {"k": "v"}}
+
+
+def test_a_side_that_does_not_parse_compares_both_as_bytes(tmp_path):
+    """sops may give back YAML that PyYAML does not read (a control character): not a removed key for the guard."""
+    sops: Any = FakeSops(tmp_path, ["age1own"])
+    (tmp_path / "v.sops.yaml").write_bytes(sops.seal(b"a: \"\x85\"\n\x07bad: [\n", ["age1own"]))
+    seen = []
+
+    def guard(changes):
+        seen.extend((type(c.previous), type(c.rendered), c.changed_keys) for c in changes)
+
+    [item] = plan_secret_files(sops, {"v.sops.yaml": b"a: 1\n"}, guard=guard)
+    assert item.state == "changed" and seen == [(bytes, bytes, ["(file content)"])]
