@@ -39,7 +39,7 @@ unit: venv
 	$(BIN)/python scripts/run_ansible_test.py units
 
 integration: venv
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/integration
 
 sanity: venv
 	$(BIN)/python scripts/run_ansible_test.py sanity

@@ -296,7 +296,7 @@ def _collection_helpers() -> tuple[Any, Any, Any]:
 
 def generate(base: Path, templates: int, secrets: int) -> list[str]:
     """Write a tree of `templates` templates, `secrets` of them secrets (one app each); return the secrets' output paths."""
-    generate_key_file, default_sops_config, _ = _collection_helpers()
+    generate_key_file, default_sops_config = _collection_helpers()[:2]
     if secrets < 1 or templates < secrets:
         raise SystemExit(f"size {templates}/{secrets}: need at least one secret and no more secrets than templates")
     width = max(2, len(str(secrets - 1)))
@@ -391,8 +391,8 @@ class Size:
 def parse_sizes(text: str, rounds: int) -> list[Size]:
     sizes = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        spec, _, count = part.partition("x")
-        templates, _, secrets = spec.partition("/")
+        spec, _sep, count = part.partition("x")
+        templates, _sep, secrets = spec.partition("/")
         try:
             sizes.append(Size(int(templates), int(secrets), int(count) if count else rounds))
         except ValueError:
@@ -611,7 +611,7 @@ def import_profile(env: dict[str, str], actions: list[str], top: int) -> dict[st
             self_us, cumulative, name = line[len("import time:"):].split("|", 2)
             entries.append((int(cumulative), int(self_us), name.rstrip(), current))
     result["top"] = [{"cumulative_s": c / 1e6, "self_s": s / 1e6, "module": n}
-                     for c, s, n, _ in sorted(entries, reverse=True)[:top]]
+                     for c, s, n, _under in sorted(entries, reverse=True)[:top]]
     return result
 
 

@@ -101,6 +101,44 @@ class RenderResult:
     undefined: list[UndefinedUse] = field(default_factory=list)
     # Outputs that exist and are left alone because makejinja.toml does not set force = true.
     kept: list[str] = field(default_factory=list)
+    # The process environment entries templates read through makejinja's ``env`` ("*": all of them).
+    env_used: set[str] = field(default_factory=set)
+
+
+class RecordingEnviron(dict[str, str]):
+    """The process environment as templates see it (makejinja's ``env``), noting which entries they read."""
+
+    def __init__(self, environ: Mapping[str, str], used: set[str]) -> None:
+        super().__init__(environ)
+        self.used = used
+
+    def __getitem__(self, key: Any) -> Any:
+        self.used.add(str(key))
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.used.add(str(key))
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.used.add(str(key))
+        return super().__contains__(key)
+
+    def __iter__(self) -> Any:
+        self.used.add("*")
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self.used.add("*")
+        return super().keys()
+
+    def items(self) -> Any:
+        self.used.add("*")
+        return super().items()
+
+    def values(self) -> Any:
+        self.used.add("*")
+        return super().values()
 
 
 def _output_path(rel: PurePosixPath, settings: RenderSettings) -> PurePosixPath:
@@ -192,7 +230,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
     context = dict(data)
     env.globals.update(context)
     if settings.config_file is not None:
-        env.globals["env"] = dict(os.environ)
+        env.globals["env"] = RecordingEnviron(os.environ, result.env_used)
     problems: list[TemplateProblem] = []
     path_filters: list[Any] = []
     previous_cwd = os.getcwd()

@@ -17,9 +17,6 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -27,25 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils import _cluster_vars as _cluster_vars_module
-from ansible_collections.cluster.secrets.plugins.plugin_utils import (
-    _data_files,
-    _findings,
-    _secrecy,
-    _vars_hints,
-    _vars_network,
-    _vars_schema,
-    _vars_validation,
-)
 from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import ChangeSet, FileChange, new_file_mode, plan_plain_file
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars, ClusterVarsError, load_cluster_vars
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import SCHEMA_DIR as CUE_SCHEMA_DIR
-from ansible_collections.cluster.secrets.plugins.plugin_utils._cue import run_cue
+from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import permission_bits, private_dir, stale_temp_files
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import format_findings
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderResult, render_tree
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_memo import VERSION as MEMO_VERSION
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_memo import inputs_digest, output_state, remembered, tree_state
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError, UndefinedUse
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rendered_checks import (
     check_plaintext_leaks,
@@ -64,8 +51,12 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import
     SOPS_CONFIG_NAME,
     default_sops_config,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_schema import SCHEMA_PATH, load_schema, with_defaults
-from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_validation import load_and_validate
+from ansible_collections.cluster.secrets.plugins.plugin_utils._template_data import (
+    load_template_data,
+    validation_fingerprint,
+    wants_builtin_infrastructure,
+)
+from ansible_collections.cluster.secrets.plugins.plugin_utils._vars_schema import load_schema, with_defaults
 
 
 class ConfigureError(Exception):
@@ -134,6 +125,12 @@ class Plan(ChangeSet):
     kept: list[str] = field(default_factory=list)
     # The rendered plaintext of every secret file, in memory only, for the steps after configure (OpenTofu, ESO).
     plaintexts: dict[str, bytes] = field(default_factory=dict, repr=False)
+    # What the render memo needs once the files are written: the tree as read, the environment entries read.
+    memo_inputs: tuple[dict[str, tuple[int, ...]], set[str], str] | None = field(default=None, repr=False)
+    # The plan is the last run's, remembered: nothing was rendered, nothing is to write.
+    remembered: bool = False
+    # The warnings a rerun with the same input gives again (what was rendered says them), for the render memo.
+    lasting_warnings: list[str] = field(default_factory=list)
 
     def secret_data(self, path: str) -> Any:
         """The parsed plaintext of a secret file this run rendered, or None when it rendered no such file."""
@@ -152,56 +149,6 @@ class Plan(ChangeSet):
         return super().diff(secret_values(self.cluster.data) if secrets is None else secrets)
 
 
-def load_template_data(options: ConfigureOptions, validated: bool = False) -> tuple[ClusterVars, dict[str, Any]]:
-    """The cluster vars and the data templates see.
-
-    In a repository with makejinja.toml, templates see exactly makejinja's data (the data files merged,
-    then ``data_vars``); only the collection's own keys are validated. Elsewhere the whole schema applies
-    and its defaults and derived values are filled in. ``validated`` skips the checks for input that passed
-    them before.
-    """
-    layout = options.layout()
-    if validated:
-        cluster = load_cluster_vars(layout.vars_files)
-        if cluster.errors:
-            raise ClusterVarsError(cluster.findings)
-    else:
-        cluster = load_and_validate(layout.vars_files, known_keys=options.known_keys, own_only=layout.makejinja)
-        findings, warnings = run_cue(options.root, layout.vars_files, options.environ)
-        layout.warnings += warnings
-        if findings:
-            for finding in findings:
-                finding.file, finding.line = finding.file or None, finding.line or cluster.locate(finding.path)[1]
-            raise ClusterVarsError(findings)
-    if not layout.makejinja:
-        return cluster, with_defaults(cluster.data, load_schema())
-    data = copy.deepcopy(cluster.data)
-    for dotted, value in layout.settings.data_vars.items():
-        here = data
-        *parents, last = dotted.split(".")
-        for part in parents:
-            here = here.setdefault(part, {})
-        here[last] = value
-    return cluster, data
-
-
-INFRASTRUCTURE_KEYS = ("cf_account_id", "tfstate_password", "tfstate_url", "proxmox_api_url", "proxmox_node",
-                       "proxmox_api_token_id", "proxmox_api_token_secret")
-
-
-BUILTIN_LAYER_FILES = ("infrastructure/secrets.sops.yaml", "infrastructure/tofu/backend.tf")
-
-
-def wants_builtin_infrastructure(cluster: ClusterVars, root: Path, rendered: Iterable[str]) -> bool:
-    """The built-in OpenTofu layer belongs where the cluster vars set infrastructure fields (or an earlier run
-    wrote it), and never in a repository that renders an infrastructure layer of its own (its own secrets file
-    or backend). A repository that only replaces some built-in files (``providers.tf``) keeps the others."""
-    if set(BUILTIN_LAYER_FILES) & set(rendered):
-        return False
-    configured = any(cluster.data.get(key) not in (None, "") for key in INFRASTRUCTURE_KEYS)
-    return configured or any((root / path).is_file() for path in BUILTIN_LAYER_FILES)
-
-
 def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     """Everything configure would write, computed in memory; raises before any write when something is wrong."""
     root = options.root
@@ -214,12 +161,21 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
         raise ConfigureError(str(exc)) from None
     cache_path = PlaintextCache.location(root, options.cache_dir, options.environ) if options.cache else None
     cache = PlaintextCache(cache_path, sops.keys)
-    validation = _validation_mac(cache.key, options)
-    cluster, data = load_template_data(options, validated=validation is not None and cache.data.get("validated") == validation)
+    validation = validation_fingerprint(cache.key, layout, root, options.known_keys)
+    cluster, data = load_template_data(layout, root, options.known_keys, options.environ,
+                                       validated=validation is not None and cache.data.get("validated") == validation)
     try:
         secret_re = re.compile(options.secret_pattern)
     except re.error as exc:
         raise ConfigureError(f"secret_pattern {options.secret_pattern!r} is not a valid regular expression ({exc})") from None
+    vars_modes = {str(p): mode for p in layout.vars_files if (mode := permission_bits(p)) is not None}
+    memo_key = cache.key if options.cache and validation is not None else None
+    fingerprint = _memo_fingerprint(options, validation)
+    memo = remembered(cache.data.get("render"), memo_key, root, layout.settings, options.extra_inputs, fingerprint)
+    if memo is not None:
+        return _remembered_plan(options, cluster, sops, memo, [*layout.warnings, *readable_vars_warnings(
+            layout.vars_files, cache.data, secret_values(cluster.data), vars_modes)])
+    tree = tree_state(root) if memo_key is not None else None
     result = _render(options, layout, cluster, data, cache_path)
     if result.undefined and options.undefined == "strict":
         raise ConfigureError(undefined_message(result.undefined, strict=True))
@@ -227,7 +183,7 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
     planned = _plan_rendered(options, cluster, result, secret_re, sops, cache)
-    vars_modes = {str(p): mode for p in layout.vars_files if (mode := permission_bits(p)) is not None}
+    planned.lasting_warnings = [w for w in planned.warnings if "exists unencrypted" not in w]
     planned.warnings[:0] = layout.warnings + readable_vars_warnings(layout.vars_files, cache.data, secret_values(cluster.data),
                                                                     vars_modes)
     planned.stale_temps = stale_temp_files(root / f.path for f in planned.files)
@@ -236,13 +192,33 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
         planned.warnings.append(f"{len(planned.stale_temps)} temporary file(s) left by an interrupted run "
                                 f"(configure removes them when it writes, as nothing else uses them): {names}")
     planned.undefined, planned.kept = result.undefined, result.kept
-    if result.undefined:
-        planned.warnings.append(undefined_message(result.undefined, strict=False))
+    rendering = [undefined_message(result.undefined, strict=False)] if result.undefined else []
     if result.kept:
-        planned.warnings.append(f"{len(result.kept)} existing file(s) left as they are because makejinja.toml does not set "
-                                "force = true (makejinja would not overwrite them either)")
+        rendering.append(f"{len(result.kept)} existing file(s) left as they are because makejinja.toml does not set "
+                         "force = true (makejinja would not overwrite them either)")
+    planned.warnings += rendering
+    planned.lasting_warnings += rendering
     planned.cache_extra = {"validated": validation, "vars_modes": vars_modes}
+    if tree is not None:
+        planned.memo_inputs = (tree, result.env_used, fingerprint)
     return planned
+
+
+def _memo_fingerprint(options: ConfigureOptions, validation: str | None) -> str:
+    """What of the run's options and validated input decides what is rendered (the files are stat'ed besides)."""
+    return json.dumps([validation, options.secret_pattern, options.builtin_templates, sorted(options.exclude_patterns),
+                       [str(p) for p in options.extra_inputs], options.undefined, str(options.cluster_file),
+                       str(options.nodes_file)])
+
+
+def _remembered_plan(options: ConfigureOptions, cluster: ClusterVars, sops: Sops, memo: dict[str, Any],
+                     warnings: list[str]) -> Plan:
+    """The last run's plan, every file unchanged: nothing it depends on changed since it was written."""
+    files = [FileChange(path, bool(secret), "unchanged", plaintext_ignored=bool(ignored))
+             for path, secret, ignored in memo.get("files", [])]
+    return Plan(options.root, files, options=options, cluster=cluster, sops=sops, warnings=[*warnings, *memo.get("warnings", [])],
+                undefined=[UndefinedUse(*use) for use in memo.get("undefined", [])], kept=list(memo.get("kept", [])),
+                remembered=True)
 
 
 def _render(options: ConfigureOptions, layout: RepositoryLayout, cluster: ClusterVars, data: dict[str, Any],
@@ -266,33 +242,6 @@ def _render(options: ConfigureOptions, layout: RepositoryLayout, cluster: Cluste
                 if path in builtin.modes:
                     result.modes[path] = builtin.modes[path]
     return result
-
-
-# The code validation runs: a change to any of it invalidates the remembered validation.
-_VALIDATION_CODE = (_cluster_vars_module, _data_files, _findings, _secrecy, _vars_hints, _vars_network, _vars_schema,
-                    _vars_validation)
-
-
-def _validation_mac(key: bytes | None, options: ConfigureOptions) -> str | None:
-    """A keyed fingerprint of everything validation depends on: the vars files, known_keys, the schema and the rules.
-
-    When it matches the one saved by the last successful run, the input is known to be valid and the
-    (comparatively slow) JSON Schema validation is skipped. Keyed like the plaintext cache, it reveals nothing.
-    """
-    if key is None:
-        return None
-    digest = hmac.new(key, b"cluster.secrets validation v2", hashlib.sha256)
-    cue_schemas = sorted((options.root / CUE_SCHEMA_DIR).glob("*.cue"))
-    code = [Path(module.__file__ or "") for module in _VALIDATION_CODE]
-    for path in (*options.vars_files, *cue_schemas, SCHEMA_PATH, *code):
-        try:
-            # Only a regular file is read here: a FIFO or a device in its place is refused by the loader.
-            content = Path(path).read_bytes() if Path(path).is_file() else b"(not a regular file)"
-        except OSError:
-            content = b"(absent)"
-        digest.update(hashlib.sha256(content).digest())
-    digest.update(json.dumps([sorted(options.known_keys), options.layout().makejinja]).encode())
-    return digest.hexdigest()
 
 
 def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, result: RenderResult, secret_re: re.Pattern[str],
@@ -340,7 +289,9 @@ def _single(value: Any) -> Any:
 
 
 def apply(plan_: Plan) -> None:
-    """Write every planned change atomically (.sops.yaml first) and refresh the cache."""
+    """Write every planned change atomically (.sops.yaml first) and refresh the cache and the render memo."""
+    if plan_.remembered:
+        return
     written = plan_.apply()
     for item in written:
         plan_.sops.forget(item.path)
@@ -348,7 +299,24 @@ def apply(plan_: Plan) -> None:
         for item in written:
             if item.cache_entry is not None:
                 plan_.cache.files[item.path] = item.cache_entry
-        plan_.cache.save({f.path for f in plan_.files if f.secret}, **plan_.cache_extra)
+        plan_.cache.save({f.path for f in plan_.files if f.secret}, **plan_.cache_extra, render=_memo(plan_))
+
+
+def _memo(plan_: Plan) -> dict[str, Any] | None:
+    """What the next run needs to know that nothing changed (names, states and keyed fingerprints; no value)."""
+    if plan_.memo_inputs is None or plan_.cache is None or plan_.cache.key is None:
+        return None
+    tree, env_used, fingerprint = plan_.memo_inputs
+    outputs = sorted({*(f.path for f in plan_.files), *plan_.kept})
+    settings = plan_.options.layout().settings
+    return {
+        "version": MEMO_VERSION, "env_keys": sorted(env_used), "outputs": output_state(plan_.root, outputs),
+        "inputs": inputs_digest(plan_.cache.key, plan_.root, tree, outputs, settings, plan_.options.extra_inputs,
+                                fingerprint, env_used),
+        "files": [[f.path, f.secret, f.plaintext_ignored] for f in plan_.files],
+        "warnings": plan_.lasting_warnings,
+        "undefined": [[use.template, use.line, use.name] for use in plan_.undefined], "kept": list(plan_.kept),
+    }
 
 
 def secrets_summary_lines(plan_: Plan, check_mode: bool) -> Iterable[str]:

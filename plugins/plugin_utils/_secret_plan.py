@@ -40,7 +40,6 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import
 )
 
 
-
 class _PlaintextLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Safe loading, and a plain ``=`` (YAML 1.1's value tag, which sops writes unquoted) read as the text it is."""
 

