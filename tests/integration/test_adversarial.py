@@ -150,7 +150,6 @@ KILL_DRIVER = textwrap.dedent("""
     from ansible_collections.cluster.secrets.plugins.plugin_utils import _fileio
     from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
     from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureOptions, apply, plan
-from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_plan import parse_plaintext
     point, at = sys.argv[2], int(sys.argv[3])
     counter = {"n": 0}
     real = getattr(_fileio.os, point)
@@ -236,7 +235,6 @@ TWO_WRITERS = textwrap.dedent("""
     from pathlib import Path
     from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
     from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import ConfigureOptions, apply, plan
-from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_plan import parse_plaintext
     root, vars_file, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     with repository_lock(root, "configure " + vars_file.name, 120):
         start = time.monotonic_ns()
