@@ -164,4 +164,3 @@ ROTATE_SPEC = combine(REPOSITORY_OPTIONS, SOPS_OPTIONS, {
     "secret_pattern": {"type": "str", "default": SECRET_FILE_PATTERN},
     "backup_dir": {"type": "path"},
 })
-
