@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction
+from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction, user_error_types
 from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import RENDER_SPEC
 from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_gitops import GitopsChanges
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import ExternalSecretsError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import plan_external_secrets
 from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
 from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu import Outcome, run_opentofu
@@ -82,6 +83,7 @@ def external_secrets_enabled(data: Any) -> bool:
 
 class ActionModule(ClusterSecretsAction):
     ARGUMENT_SPEC = RENDER_SPEC
+    USER_ERRORS = user_error_types(ExternalSecretsError)
 
     def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         options = ConfigureOptions(
@@ -106,11 +108,16 @@ class ActionModule(ClusterSecretsAction):
             if not self.check_mode:
                 apply(planned)
             outcome = init_opentofu(planned, args["opentofu"], self.check_mode, self.diff_mode) if args["opentofu"] else None
-            # The External Secrets GitOps tree, from the cluster vars and the door this run holds (nothing reloaded).
-            gitops = (plan_external_secrets(planned.sops, planned.cluster, prune=args["external_secrets"]["prune"])
-                      if args["external_secrets"] else None)
-            if gitops is not None and not self.check_mode:
-                gitops.apply()
+            # The External Secrets GitOps tree, from the cluster vars, the door and the secrets this run holds.
+            gitops, gitops_error = None, None
+            if args["external_secrets"]:
+                try:
+                    gitops = plan_external_secrets(planned.sops, planned.cluster, prune=args["external_secrets"]["prune"],
+                                                   held=planned.plaintexts)
+                    if gitops is not None and not self.check_mode:
+                        gitops.apply()
+                except self.USER_ERRORS as exc:  # configure has written by now: keep its result, and fail with the reason
+                    gitops_error = exc
         summary = planned.summary()
         result.update(summary)
         result["changed"] = planned.changed
@@ -126,11 +133,15 @@ class ActionModule(ClusterSecretsAction):
             if outcome.failed:
                 result["failed"] = True
                 result["msg"] = outcome.msg
-        if planned.warnings:
-            result["warnings"] = planned.warnings
         if gitops is not None:
             report_gitops(result, gitops, self.check_mode)
             planned.warnings += gitops.warnings + gitops.stale_warnings()
+        if planned.warnings:
+            result["warnings"] = planned.warnings
+        if gitops_error is not None:
+            earlier = result["msg"] + "\n" if result.get("failed") else ""
+            result["failed"] = True
+            result["msg"] = earlier + "External Secrets GitOps tree: " + self.error_message(gitops_error, args)
         diffs = planned.diff() if self.diff_mode and planned.changed else []
         if gitops is not None and self.diff_mode and gitops.changed:
             diffs += gitops.diff()

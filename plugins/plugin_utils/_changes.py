@@ -41,6 +41,8 @@ class FileChange:
     rendered: Any = None
     # Secret files: the keyed cache entry to record once the new ciphertext is written.
     cache_entry: dict[str, str] | None = None
+    # The file on disk is private to its owner (as gitignored plaintext is written): its old content is never shown.
+    before_private: bool = False
 
 
 def plan_plain_file(root: Path, path: str, content: bytes, mode: int | None = None, new_mode: int | None = None,
@@ -53,7 +55,8 @@ def plan_plain_file(root: Path, path: str, content: bytes, mode: int | None = No
     state = "created" if before is None else ("unchanged" if before == content and not mode_differs else "changed")
     return FileChange(path, False, state, content if state != "unchanged" else None, before,
                       mode=mode if mode is not None else (new_mode if before is None else None),
-                      plaintext_ignored=plaintext_ignored)
+                      plaintext_ignored=plaintext_ignored,
+                      before_private=current_mode is not None and not current_mode & 0o077)
 
 
 def new_file_mode() -> int:
@@ -112,8 +115,11 @@ class ChangeSet:
                 diffs.append({"before_header": item.path, "after_header": f"{item.path} (plaintext, gitignored, 0600)",
                               "before": "" if item.before is None else hidden, "after": hidden})
             else:
+                # A private file may hold values the cluster vars no longer have (so they cannot be masked): not shown.
+                before = ("(private file: its previous content is not shown)\n" if item.before_private and item.before
+                          else scrub(_text(item.before), masked))
                 diffs.append({"before_header": item.path, "after_header": item.path,
-                              "before": scrub(_text(item.before), masked), "after": scrub(_text(item.content), masked)})
+                              "before": before, "after": scrub(_text(item.content), masked)})
         return diffs
 
     def apply(self) -> list[FileChange]:

@@ -13,6 +13,7 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,19 @@ def master_secret_files(root: Path, pattern: str, exclude: str) -> list[str]:
     return found
 
 
+def _matches(relpath: str, settings: Settings) -> bool:
+    """Whether a path is one the master glob names (as ``master_secret_files`` finds them on disk)."""
+    exclude = settings.gitops_path.rstrip("/") + "/"
+    return bool(_glob_regex(settings.master_glob).fullmatch(relpath)) and not (relpath + "/").startswith(exclude)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``Path.glob``'s pattern as a regular expression: ``**/`` any folders, ``*`` and ``?`` within one name."""
+    parts = re.split(r"(\*\*/|\*\*|\*|\?|\[[^\]]*\])", pattern)
+    table = {"**/": "(?:[^/]+/)*", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(table.get(part) or (part if part.startswith("[") else re.escape(part)) for part in parts))
+
+
 def decrypt_master_file(sops: Sops, relpath: str) -> bytes:
     """The plaintext of one master secret file; the error says why not and what to do."""
     status = sops.status(relpath)
@@ -63,12 +77,20 @@ def decrypt_master_file(sops: Sops, relpath: str) -> bytes:
         raise ExternalSecretsError(f"{exc} (age keys looked up in: {sops.keys.where()})") from None
 
 
-def load_master_secrets(sops: Sops, settings: Settings) -> list[MasterSecret]:
-    """Decrypt every matched file in memory and return its Secrets, placed in the secrets namespace, sorted by name."""
-    files = master_secret_files(sops.root, settings.master_glob, settings.gitops_path)
+def load_master_secrets(sops: Sops, settings: Settings, held: Mapping[str, bytes] | None = None) -> list[MasterSecret]:
+    """Decrypt every matched file in memory and return its Secrets, placed in the secrets namespace, sorted by name.
+
+    ``held``: plaintext the caller has in memory by path (configure's rendered secrets, written or, in check mode,
+    only planned); those files are taken from it, neither read nor decrypted, and count even when not on disk yet.
+    """
+    held = held or {}
+    files = sorted({*master_secret_files(sops.root, settings.master_glob, settings.gitops_path),
+                    *(path for path in held if _matches(path, settings))})
     problems: list[str] = []
 
     def decrypt(relpath: str) -> tuple[str, bytes | ExternalSecretsError]:
+        if relpath in held:
+            return relpath, held[relpath]
         try:
             return relpath, decrypt_master_file(sops, relpath)
         except ExternalSecretsError as exc:

@@ -56,14 +56,15 @@ def eso_settings(options: Mapping[str, Any], *, cluster: ClusterVars | Mapping[s
     return resolve_settings(options, section)
 
 
-def plan_external_secrets(sops: Sops, cluster: ClusterVars | Mapping[str, Any],
-                          options: Mapping[str, Any] | None = None, prune: bool = False) -> GitopsChanges | None:
+def plan_external_secrets(sops: Sops, cluster: ClusterVars | Mapping[str, Any], options: Mapping[str, Any] | None = None,
+                          prune: bool = False, held: Mapping[str, bytes] | None = None) -> GitopsChanges | None:
     """The GitOps tree a repository's cluster vars ask for, planned with the run's open ``Sops``; nothing is written.
 
     For configure, which holds both in memory: None when ``external_secrets.enabled`` is not true or the mode is
-    not gitops. The master secrets are decrypted through ``sops`` (read once per run).
+    not gitops. The master secrets are decrypted through ``sops`` (read once per run), except those in ``held``
+    (plaintext the caller has in memory, by path), which need not be on disk yet (configure's check mode).
     """
     settings = eso_settings(options or {}, cluster=cluster)
     if not settings.enabled or settings.mode != "gitops":
         return None
-    return plan_gitops(sops, settings, load_master_secrets(sops, settings), prune)
+    return plan_gitops(sops, settings, load_master_secrets(sops, settings, held), prune)

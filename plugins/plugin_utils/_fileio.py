@@ -92,6 +92,7 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[P
     atomic, the set is not), and no temporary behind.
     """
     staged: list[tuple[str, Path]] = []
+    modes: list[int] = []
     try:
         for item in items:
             target, content = item[0], item[1]
@@ -104,11 +105,14 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[P
                 mode = 0o644
             fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
             staged.append((tmp_name, path))
+            modes.append(mode)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
-            os.chmod(tmp_name, mode)
-        # Flushing waits on the disk, not the CPU: several at a time (each temporary reached the disk before any rename).
+        # Flushing waits on the disk, not the CPU: several at a time (each temporary reached the disk before any rename),
+        # while the temporaries are still 0600 (readable by their owner whatever mode the target gets).
         _in_parallel(_fsync_file, [tmp_name for tmp_name, _path in staged])
+        for (tmp_name, _path), mode in zip(staged, modes, strict=True):
+            os.chmod(tmp_name, mode)
     except BaseException:
         for tmp_name, _path in staged:
             with contextlib.suppress(FileNotFoundError):

@@ -36,6 +36,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._render_plugins im
     BUILTIN_FILTERS,
     display_path,
     load_plugin,
+    plugin_file,
     plugin_import_context,
     plugin_problems,
 )
@@ -103,6 +104,8 @@ class RenderResult:
     kept: list[str] = field(default_factory=list)
     # The process environment entries templates read through makejinja's ``env`` ("*": all of them).
     env_used: set[str] = field(default_factory=set)
+    # The source files of the plugin classes loaded.
+    plugin_files: set[str] = field(default_factory=set)
 
 
 class RecordingEnviron(dict[str, str]):
@@ -240,6 +243,7 @@ def render_tree(settings: RenderSettings, data: Mapping[str, Any], root: Path, *
             for spec in settings.loaders:
                 try:
                     path_filters += load_plugin(spec, env, context)
+                    result.plugin_files.add(plugin_file(spec))
                 except Exception as exc:  # the plugin is user code: report, don't crash
                     problems += plugin_problems(spec, exc, root, settings.import_paths)
             if problems:

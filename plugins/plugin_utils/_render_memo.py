@@ -6,14 +6,18 @@ After a run has written, configure remembers (in its private cache, beside the p
 
 - a keyed fingerprint (HMAC with the key derived from the age identities) of everything rendering
   reads: the validated cluster vars (the validation fingerprint), every file of the repository that
-  is not an output (size, modification time, inode, mode; ``.git`` and tool folders left out), the
-  template folders, data files and plugin paths outside it, the collection's own code and built-in
-  templates, the options, and the process environment entries the templates read;
+  is not an output (size, modification and change time, inode, mode; a link's target too; ``.git`` and
+  tool folders left out), the template folders, data files and plugin paths declared outside it or
+  under a tool folder, the plugin modules loaded, the collection's own code and built-in templates,
+  the options, the versions of Python and the libraries that render, and the process environment
+  entries the templates read;
 - the state (size, modification and change time, inode) of every output, the summary and the warnings.
 
 When both match, nothing configure would render can differ from what is on disk, so the run reports
 the remembered summary without rendering, comparing or decrypting anything. Any difference, an
-interrupted run's temporary file, a new file anywhere in the repository, means a full run. A plugin
+interrupted run's temporary file, a new file anywhere in the repository, means a full run; so does a
+gitignored plaintext output that git no longer ignores (the caller checks), a linked folder in the
+repository, or a file changed within two seconds on a file system whose times are whole seconds. A plugin
 whose output depends on more than the repository's files, the cluster vars and the environment
 entries the templates read (the time, the network) needs ``configure_cache: false``.
 
@@ -27,9 +31,15 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterable, Mapping
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jinja2
+import yaml
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import BUILTIN_TEMPLATES, RenderSettings
 
@@ -37,13 +47,40 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._render import BUI
 SKIPPED_FOLDERS = frozenset({".git", ".venv", "venv", "node_modules", ".terraform", "__pycache__", ".task",
                              ".ruff_cache", ".mypy_cache", ".pytest_cache"})
 CODE = Path(__file__).resolve().parent
-VERSION = 1
+VERSION = 2
+# A change this recent, on a file system that keeps whole seconds, may not show in the times: no memo then.
+COARSE_WINDOW_NS = 2_000_000_000
+LIBRARIES = json.dumps([sys.version, jinja2.__version__, yaml.__version__])
+
+State = tuple[int, ...]
 
 
-def tree_state(root: Path) -> dict[str, tuple[int, ...]]:
-    """Every file below ``root`` (relative path to size, mtime, inode, mode), tool folders left out."""
-    state: dict[str, tuple[int, ...]] = {}
-    stack = [(str(root), "")]
+def entry_state(path: str | Path) -> State | None:
+    """A file's size, modification and change time, inode and mode; for a link, its target's as well."""
+    try:
+        info = os.lstat(path)
+        state: State = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_mode)
+        if os.path.islink(path):
+            target = os.stat(path)
+            state += (target.st_size, target.st_mtime_ns, target.st_ctime_ns, target.st_ino, target.st_mode)
+        return state
+    except OSError:
+        return None
+
+
+@dataclass
+class Snapshot:
+    """What a run may read, taken before it renders: the repository's files and the declared paths elsewhere."""
+
+    tree: dict[str, State] = field(default_factory=dict)
+    outside: list[tuple[str, list[tuple[str, State]]]] = field(default_factory=list)
+    # Why no memo may be kept for this run (a linked folder, times too coarse to trust), or None.
+    unsure: str | None = None
+
+
+def _walk(top: Path, snapshot: Snapshot, now: int) -> dict[str, State]:
+    state: dict[str, State] = {}
+    stack = [(str(top), "")]
     while stack:
         folder, prefix = stack.pop()
         try:
@@ -52,43 +89,55 @@ def tree_state(root: Path) -> dict[str, tuple[int, ...]]:
             continue
         for entry in entries:
             rel = prefix + entry.name
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
             if entry.is_dir(follow_symlinks=False):
                 if entry.name not in SKIPPED_FOLDERS:
                     stack.append((entry.path, rel + "/"))
-            else:
-                state[rel] = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
+                continue
+            if entry.is_symlink() and os.path.isdir(entry.path):
+                snapshot.unsure = f"{rel} links to a folder"
+            info = entry_state(entry.path)
+            if info is None:
+                continue
+            if info[1] % 1_000_000_000 == 0 and now - info[1] < COARSE_WINDOW_NS:
+                snapshot.unsure = f"{rel} changed within the file system's time resolution"
+            state[rel] = info
     return state
+
+
+def take_snapshot(root: Path, settings: RenderSettings, extra: Iterable[Path]) -> Snapshot:
+    now = time.time_ns()
+    snapshot = Snapshot()
+    snapshot.tree = _walk(root, snapshot, now)
+    declared = [*settings.inputs, *settings.import_paths, *settings.data_files, *extra, BUILTIN_TEMPLATES, CODE,
+                *(p for paths in settings.file_data.values() for p in paths)]
+    for path in sorted({Path(os.path.abspath(p)) for p in declared}):
+        inside = path.is_relative_to(root) and not SKIPPED_FOLDERS & set(path.relative_to(root).parts)
+        if inside:
+            continue  # in the tree already
+        if path.is_dir():
+            snapshot.outside.append((str(path), sorted(_walk(path, snapshot, now).items())))
+        else:
+            state = entry_state(path)
+            snapshot.outside.append((str(path), [("", state)] if state is not None else []))
+    return snapshot
 
 
 def output_state(root: Path, paths: Iterable[str]) -> dict[str, list[int] | None]:
     state: dict[str, list[int] | None] = {}
     for rel in paths:
-        try:
-            info = os.lstat(root / rel)
-            state[rel] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_mode]
-        except OSError:
-            state[rel] = None
+        info = entry_state(root / rel)
+        state[rel] = list(info) if info is not None else None
     return state
 
 
-def _outside(root: Path, settings: RenderSettings, extra: Iterable[Path]) -> list[Path]:
-    paths = [*settings.inputs, *settings.import_paths, *settings.data_files, *extra, BUILTIN_TEMPLATES, CODE]
-    return sorted({p.resolve() for p in paths if not p.resolve().is_relative_to(root)})
-
-
-def inputs_digest(key: bytes, root: Path, tree: Mapping[str, tuple[int, ...]], outputs: Iterable[str],
-                  settings: RenderSettings, extra: Iterable[Path], fingerprint: str, env_keys: Iterable[str]) -> str:
+def inputs_digest(key: bytes, snapshot: Snapshot, outputs: Iterable[str], fingerprint: str, env_keys: Iterable[str],
+                  plugin_files: Iterable[str]) -> str:
     """The keyed fingerprint of what rendering reads, the outputs of the run left out of the repository's tree."""
     skip = set(outputs)
-    digest = hmac.new(key, f"cluster.secrets render memo v{VERSION}\0{fingerprint}".encode(), hashlib.sha256)
-    digest.update(json.dumps(sorted((rel, list(info)) for rel, info in tree.items() if rel not in skip)).encode())
-    for path in _outside(root, settings, extra):
-        digest.update(json.dumps([str(path), sorted((rel, list(info)) for rel, info in tree_state(path).items())
-                                  if path.is_dir() else str(os.stat(path).st_mtime_ns) if path.exists() else None]).encode())
+    digest = hmac.new(key, f"cluster.secrets render memo v{VERSION}\0{fingerprint}\0{LIBRARIES}".encode(), hashlib.sha256)
+    digest.update(json.dumps(sorted((rel, list(info)) for rel, info in snapshot.tree.items() if rel not in skip)).encode())
+    digest.update(json.dumps(snapshot.outside).encode())
+    digest.update(json.dumps([(path, entry_state(path)) for path in sorted(set(plugin_files))]).encode())
     keys = sorted(set(env_keys))
     environ = dict(os.environ) if "*" in keys else {k: os.environ.get(k) for k in keys}
     digest.update(json.dumps([keys, sorted(environ.items(), key=lambda item: item[0])]).encode())
@@ -103,5 +152,8 @@ def remembered(memo: Any, key: bytes | None, root: Path, settings: RenderSetting
     outputs = memo.get("outputs")
     if not isinstance(outputs, dict) or output_state(root, outputs) != outputs:
         return None
-    digest = inputs_digest(key, root, tree_state(root), outputs, settings, extra, fingerprint, memo.get("env_keys") or [])
+    snapshot = take_snapshot(root, settings, extra)
+    if snapshot.unsure:
+        return None
+    digest = inputs_digest(key, snapshot, outputs, fingerprint, memo.get("env_keys") or [], memo.get("plugin_files") or [])
     return memo if hmac.compare_digest(digest, str(memo.get("inputs", ""))) else None

@@ -116,6 +116,12 @@ def _import_class(spec: str) -> Any:
     return getattr(module, class_name)
 
 
+def plugin_file(spec: str) -> str:
+    """The source file of a loaded plugin class's module (empty when it has none)."""
+    module = sys.modules.get(spec.split(":", 1)[0] if ":" in spec else spec.rpartition(".")[0])
+    return str(getattr(module, "__file__", "") or "")
+
+
 def load_plugin(spec: str, env: jinja2.Environment, data: dict[str, Any]) -> list[Any]:
     """Load one plugin as makejinja does; return its path filters."""
     cls = _import_class(spec)

@@ -28,11 +28,18 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import Ch
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import permission_bits, private_dir, stale_temp_files
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import format_findings
+from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import check_secret_overwrites
 from ansible_collections.cluster.secrets.plugins.plugin_utils._makejinja import RepositoryLayout, builtin_settings, repository_layout
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render import RenderResult, render_tree
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render_memo import VERSION as MEMO_VERSION
-from ansible_collections.cluster.secrets.plugins.plugin_utils._render_memo import inputs_digest, output_state, remembered, tree_state
+from ansible_collections.cluster.secrets.plugins.plugin_utils._render_memo import (
+    Snapshot,
+    inputs_digest,
+    output_state,
+    remembered,
+    take_snapshot,
+)
 from ansible_collections.cluster.secrets.plugins.plugin_utils._render_problems import RenderError, UndefinedUse
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rendered_checks import (
     check_plaintext_leaks,
@@ -126,7 +133,7 @@ class Plan(ChangeSet):
     # The rendered plaintext of every secret file, in memory only, for the steps after configure (OpenTofu, ESO).
     plaintexts: dict[str, bytes] = field(default_factory=dict, repr=False)
     # What the render memo needs once the files are written: the tree as read, the environment entries read.
-    memo_inputs: tuple[dict[str, tuple[int, ...]], set[str], str] | None = field(default=None, repr=False)
+    memo_inputs: tuple[Snapshot, set[str], str, set[str]] | None = field(default=None, repr=False)
     # The plan is the last run's, remembered: nothing was rendered, nothing is to write.
     remembered: bool = False
     # The warnings a rerun with the same input gives again (what was rendered says them), for the render memo.
@@ -172,10 +179,10 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     memo_key = cache.key if options.cache and validation is not None else None
     fingerprint = _memo_fingerprint(options, validation)
     memo = remembered(cache.data.get("render"), memo_key, root, layout.settings, options.extra_inputs, fingerprint)
-    if memo is not None:
+    if memo is not None and _still_ignored(root, memo):
         return _remembered_plan(options, cluster, sops, memo, [*layout.warnings, *readable_vars_warnings(
             layout.vars_files, cache.data, secret_values(cluster.data), vars_modes)])
-    tree = tree_state(root) if memo_key is not None else None
+    snapshot = take_snapshot(root, layout.settings, options.extra_inputs) if memo_key is not None else None
     result = _render(options, layout, cluster, data, cache_path)
     if result.undefined and options.undefined == "strict":
         raise ConfigureError(undefined_message(result.undefined, strict=True))
@@ -199,9 +206,15 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     planned.warnings += rendering
     planned.lasting_warnings += rendering
     planned.cache_extra = {"validated": validation, "vars_modes": vars_modes}
-    if tree is not None:
-        planned.memo_inputs = (tree, result.env_used, fingerprint)
+    if snapshot is not None and snapshot.unsure is None:
+        planned.memo_inputs = (snapshot, result.env_used, fingerprint, result.plugin_files)
     return planned
+
+
+def _still_ignored(root: Path, memo: dict[str, Any]) -> bool:
+    """Plaintext outputs are allowed only where git ignores them: git's rules may have changed since."""
+    paths = [path for path, _secret, ignored in memo.get("files", []) if ignored]
+    return not paths or ignored_paths(root, paths) == set(paths)
 
 
 def _memo_fingerprint(options: ConfigureOptions, validation: str | None) -> str:
@@ -306,13 +319,12 @@ def _memo(plan_: Plan) -> dict[str, Any] | None:
     """What the next run needs to know that nothing changed (names, states and keyed fingerprints; no value)."""
     if plan_.memo_inputs is None or plan_.cache is None or plan_.cache.key is None:
         return None
-    tree, env_used, fingerprint = plan_.memo_inputs
+    snapshot, env_used, fingerprint, plugin_files = plan_.memo_inputs
     outputs = sorted({*(f.path for f in plan_.files), *plan_.kept})
-    settings = plan_.options.layout().settings
     return {
         "version": MEMO_VERSION, "env_keys": sorted(env_used), "outputs": output_state(plan_.root, outputs),
-        "inputs": inputs_digest(plan_.cache.key, plan_.root, tree, outputs, settings, plan_.options.extra_inputs,
-                                fingerprint, env_used),
+        "plugin_files": sorted(plugin_files),
+        "inputs": inputs_digest(plan_.cache.key, snapshot, outputs, fingerprint, env_used, plugin_files),
         "files": [[f.path, f.secret, f.plaintext_ignored] for f in plan_.files],
         "warnings": plan_.lasting_warnings,
         "undefined": [[use.template, use.line, use.name] for use in plan_.undefined], "kept": list(plan_.kept),

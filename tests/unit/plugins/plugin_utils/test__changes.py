@@ -41,3 +41,15 @@ def test_summary_diff_and_apply(tmp_path):
     assert (tmp_path / "ignored.env").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "old.yaml").read_text() == "token: masked-later\n"
     assert changes.changed and not ChangeSet(tmp_path, [FileChange("a", False, "unchanged")]).changed
+
+
+def test_the_old_content_of_a_private_file_is_never_shown(tmp_path):
+    """Gitignored plaintext is written 0600; a value since removed from the cluster vars cannot be masked."""
+    (tmp_path / "was-secret.env").write_text("TOKEN=old-rotated-secret\n")
+    (tmp_path / "was-secret.env").chmod(0o600)
+    change = plan_plain_file(tmp_path, "was-secret.env", b"TOKEN=\n")
+    [diff] = ChangeSet(tmp_path, [change]).diff([])
+    assert "old-rotated-secret" not in repr(diff) and diff["after"] == "TOKEN=\n"
+    (tmp_path / "shared.txt").write_text("old\n")
+    (tmp_path / "shared.txt").chmod(0o644)
+    assert ChangeSet(tmp_path, [plan_plain_file(tmp_path, "shared.txt", b"new\n")]).diff([])[0]["before"] == "old\n"

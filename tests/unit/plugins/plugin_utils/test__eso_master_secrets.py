@@ -93,3 +93,15 @@ def test_a_file_for_another_key_says_where_keys_were_looked_up(sops: Sops, tmp_p
         load_master_secrets(other, SETTINGS)
     assert "sops could not decrypt it" in str(info.value)
     assert "age keys looked up in:" in str(info.value)
+
+
+def test_held_plaintext_counts_without_being_on_disk_or_decrypted(sops: Sops, monkeypatch):
+    """configure's check mode: a master secret it would render exists only in memory."""
+    held = {
+        "kubernetes/secrets/new.sops.yaml": b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: brand-new\nstringData:\n  k: v\n",
+        "kubernetes/apps/x/secret.sops.yaml": b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: not-a-master\n",
+        "kubernetes/secrets/deeper/no.sops.yaml": b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: too-deep\n",
+    }
+    monkeypatch.setattr(sops, "decrypt", lambda *a, **k: pytest.fail("decrypted"))
+    masters = load_master_secrets(sops, SETTINGS, held)
+    assert [(m.name, m.source) for m in masters] == [("brand-new", "kubernetes/secrets/new.sops.yaml")]

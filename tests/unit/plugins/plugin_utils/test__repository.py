@@ -181,3 +181,33 @@ def test_environment_entries_templates_read_are_part_of_the_memo(repo, monkeypat
     monkeypatch.setenv("CS_TEST_REGION", "us")
     planned = plan(options(repo))
     assert not planned.remembered and planned.summary()["updated"] == ["region.txt"]
+
+
+def test_what_the_memo_cannot_see_means_a_full_run(repo, tmp_path):
+    import subprocess
+
+    # git's own rules (.git/info/exclude) allow a plaintext output: once they no longer do, configure stops again.
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "templates/kubernetes/leak.yaml.j2").write_text("token: #{ cloudflare_token | tojson }#\n")
+    (repo / ".git/info/exclude").write_text("kubernetes/leak.yaml\n")
+    apply(plan(options(repo)))
+    assert plan(options(repo)).remembered
+    (repo / ".git/info/exclude").write_text("")
+    with pytest.raises(ConfigureError, match="leak.yaml"):
+        plan(options(repo))
+    (repo / ".git/info/exclude").write_text("kubernetes/leak.yaml\n")
+    # A template that is a link to a file outside: a change of the target is a change.
+    outside = tmp_path / "shared.yaml.j2"
+    outside.write_text("shared: 1\n")
+    (repo / "templates/kubernetes/shared.yaml.j2").symlink_to(outside)
+    apply(plan(options(repo)))
+    assert plan(options(repo)).remembered
+    outside.write_text("shared: 22\n")
+    planned = plan(options(repo))
+    assert not planned.remembered and planned.summary()["updated"] == ["kubernetes/shared.yaml"]
+    apply(planned)
+    # A linked folder: what is behind it is not followed, so nothing is remembered while it is there.
+    (tmp_path / "more").mkdir()
+    (repo / "templates/more").symlink_to(tmp_path / "more")
+    apply(plan(options(repo)))
+    assert not plan(options(repo)).remembered
