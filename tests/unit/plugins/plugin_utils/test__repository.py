@@ -193,7 +193,7 @@ def test_what_the_memo_cannot_see_means_a_full_run(repo, tmp_path):
     apply(plan(options(repo)))
     assert plan(options(repo)).remembered
     (repo / ".git/info/exclude").write_text("")
-    with pytest.raises(ConfigureError, match="leak.yaml"):
+    with pytest.raises(ConfigureError, match=r"leak\.yaml"):
         plan(options(repo))
     (repo / ".git/info/exclude").write_text("kubernetes/leak.yaml\n")
     # A template that is a link to a file outside: a change of the target is a change.
