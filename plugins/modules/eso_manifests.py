@@ -54,7 +54,9 @@ options:
     description: C(apply) or C(gitops). Unset means cluster.yaml's, else C(gitops).
     type: str
   provider:
-    description: Provider of the ClusterSecretStore, C(kubernetes) or C(vault). Unset means cluster.yaml's, else C(kubernetes).
+    description:
+      - Provider of the ClusterSecretStore, C(kubernetes), C(vault) or C(infisical). Unset means cluster.yaml's, else
+        C(kubernetes).
     type: str
   namespace:
     description: Namespace of the master secrets. Unset means C(secrets).
@@ -89,6 +91,14 @@ options:
     elements: dict
   vault:
     description: Settings of the vault provider, as the role's C(external_secrets_vault).
+    type: dict
+  infisical:
+    description:
+      - Settings of the infisical provider, as the role's C(external_secrets_infisical); C(project_slug),
+        C(environment_slug), C(path) (default C(/)), C(host_api) (default C(https://app.infisical.com/api)) and
+        C(universal_auth).
+      - C(universal_auth) names the Kubernetes Secret (C(name), C(namespace)) that holds the machine identity's client
+        id and client secret under the keys C(clientId) and C(clientSecret); the values stay in it and are never read.
     type: dict
   gitops_path:
     description: Output folder of the GitOps files. Unset means C(kubernetes/apps/external-secrets).
@@ -128,6 +138,16 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Build the objects for the infisical provider (only the ClusterSecretStore differs)
+  cluster.secrets.eso_manifests:
+    cluster_root: /srv/home-ops
+    provider: infisical
+    infisical:
+      project_slug: home-ops
+      environment_slug: prod
+      universal_auth:
+        name: infisical-universal-auth
+
 - name: Write the GitOps tree for the kubernetes provider
   cluster.secrets.eso_manifests:
     cluster_root: /srv/home-ops

@@ -77,6 +77,8 @@ ESO_SETTINGS_OPTIONS: Spec = {
     "refresh_interval": {"type": "str"},
     "sync": {"type": "list", "elements": "dict"},
     "vault": {"type": "dict"},
+    # References to the Secret keys holding the credentials, never the credentials: nothing here is secret.
+    "infisical": {"type": "dict"},
     "gitops_path": {"type": "str"},
     "flux_source_name": {"type": "str"},
     "flux_namespace": {"type": "str"},

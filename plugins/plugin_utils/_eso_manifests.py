@@ -3,7 +3,7 @@
 """External Secrets manifests: the objects the store needs, built from ``Settings``, and their readiness.
 
 ``build_objects`` turns settings into the non-secret manifests, in the order they are applied; only the
-ClusterSecretStore depends on the provider (kubernetes or Vault), so switching providers leaves every other
+ClusterSecretStore depends on the provider (kubernetes, Vault or Infisical), so switching providers leaves every other
 object byte-identical. ``operator_objects`` are the Flux HelmRepository and HelmRelease of the operator.
 ``readiness_problems`` reads the objects back from the cluster and says which are not Ready, and why.
 Everything here is pure: settings in, manifests out.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import Settings, SyncItem
+from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import SecretKeyRef, Settings, SyncItem
 
 ESO_API = "external-secrets.io/v1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "cluster.secrets"}
@@ -74,25 +74,53 @@ def rbac_objects(settings: Settings, master_names: Iterable[str] = ()) -> list[d
     ]
 
 
+def secret_key_selector(ref: SecretKeyRef) -> dict[str, str]:
+    """An ESO SecretKeySelector: which key of which Secret holds a credential (the credential stays there)."""
+    return {"name": ref.name, "key": ref.key, "namespace": ref.namespace}
+
+
+def kubernetes_provider(settings: Settings) -> dict[str, Any]:
+    """Reads the master secrets in the secrets namespace as the store's service account (see ``rbac_objects``)."""
+    return {"kubernetes": {
+        "remoteNamespace": settings.namespace,
+        "server": {"caProvider": {"type": "ConfigMap", "name": "kube-root-ca.crt", "key": "ca.crt",
+                                  "namespace": settings.namespace}},
+        "auth": {"serviceAccount": {"name": settings.service_account, "namespace": settings.namespace}},
+    }}
+
+
+def vault_provider(settings: Settings) -> dict[str, Any]:
+    """Reads a KV engine, logging in with Kubernetes auth as ESO's service account."""
+    vault = settings.vault
+    return {"vault": {
+        "server": vault.server, "path": vault.path, "version": vault.version,
+        "auth": {"kubernetes": {
+            "mountPath": vault.mount_path, "role": vault.role,
+            "serviceAccountRef": {"name": vault.service_account, "namespace": vault.service_account_namespace,
+                                  "audiences": list(vault.audiences)},
+        }},
+    }}
+
+
+def infisical_provider(settings: Settings) -> dict[str, Any]:
+    """Reads one folder of one environment of an Infisical project, logging in with universal auth; the client id and
+    secret stay in the Kubernetes Secret the selectors name."""
+    infisical = settings.infisical
+    return {"infisical": {
+        "hostAPI": infisical.host_api,
+        "auth": {"universalAuthCredentials": {"clientId": secret_key_selector(infisical.client_id),
+                                              "clientSecret": secret_key_selector(infisical.client_secret)}},
+        "secretsScope": {"projectSlug": infisical.project_slug, "environmentSlug": infisical.environment_slug,
+                         "secretsPath": infisical.path},
+    }}
+
+
+PROVIDER_SPECS = {"infisical": infisical_provider, "kubernetes": kubernetes_provider, "vault": vault_provider}
+
+
 def store_object(settings: Settings) -> dict[str, Any]:
     """The ClusterSecretStore: the only object that depends on the provider."""
-    if settings.provider == "vault":
-        vault = settings.vault
-        provider: dict[str, Any] = {"vault": {
-            "server": vault.server, "path": vault.path, "version": vault.version,
-            "auth": {"kubernetes": {
-                "mountPath": vault.mount_path, "role": vault.role,
-                "serviceAccountRef": {"name": vault.service_account, "namespace": vault.service_account_namespace,
-                                      "audiences": list(vault.audiences)},
-            }},
-        }}
-    else:
-        provider = {"kubernetes": {
-            "remoteNamespace": settings.namespace,
-            "server": {"caProvider": {"type": "ConfigMap", "name": "kube-root-ca.crt", "key": "ca.crt",
-                                      "namespace": settings.namespace}},
-            "auth": {"serviceAccount": {"name": settings.service_account, "namespace": settings.namespace}},
-        }}
+    provider = PROVIDER_SPECS[settings.provider](settings)
     return {"apiVersion": ESO_API, "kind": "ClusterSecretStore", "metadata": object_metadata(settings.store_name),
             "spec": {"provider": provider, "conditions": [{"namespaces": store_namespaces(settings)}]}}
 

@@ -20,10 +20,12 @@ from typing import Any
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")  # a Secret's name is a DNS subdomain
 SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
 MODES = ("apply", "gitops")
-PROVIDERS = ("kubernetes", "vault")
+PROVIDERS = ("infisical", "kubernetes", "vault")
+HTTP_URL_RE = re.compile(r"^https?://[^\s/]+")
 
 
 class ExternalSecretsError(Exception):
@@ -61,6 +63,44 @@ class VaultSettings:
 
 
 @dataclass
+class SecretKeyRef:
+    """A key of a Kubernetes Secret (an ESO SecretKeySelector): where a credential lives, never the credential."""
+
+    name: str
+    key: str
+    namespace: str
+
+
+INFISICAL_HOST_API = "https://app.infisical.com/api"
+INFISICAL_AUTH_SECRET = "infisical-universal-auth"  # noqa: S105 - default name of the Secret, not a password
+# The keys of that Secret, as ESO's Infisical guide names them. Settings deliberately avoid names with "secret" in
+# them (``path``, ``universal_auth``): the cluster vars treat any such key's value as a secret and mask it everywhere.
+INFISICAL_ID_KEY, INFISICAL_SECRET_KEY = "clientId", "clientSecret"
+INFISICAL_KEYS = ("project_slug", "environment_slug", "path", "host_api", "universal_auth")
+
+
+@dataclass
+class InfisicalSettings:
+    """The infisical provider: a project and environment (by slug), a folder, and universal-auth credentials kept in a
+    Kubernetes Secret (by default ``infisical-universal-auth`` in the secrets namespace, so it can be a master secret)."""
+
+    project_slug: str = ""
+    environment_slug: str = ""
+    path: str = "/"
+    host_api: str = INFISICAL_HOST_API
+    auth_name: str = INFISICAL_AUTH_SECRET
+    auth_namespace: str = "secrets"
+
+    @property
+    def client_id(self) -> SecretKeyRef:
+        return SecretKeyRef(self.auth_name, INFISICAL_ID_KEY, self.auth_namespace)
+
+    @property
+    def client_secret(self) -> SecretKeyRef:
+        return SecretKeyRef(self.auth_name, INFISICAL_SECRET_KEY, self.auth_namespace)
+
+
+@dataclass
 class Settings:
     enabled: bool = False
     mode: str = "gitops"
@@ -76,6 +116,7 @@ class Settings:
     refresh_interval: str = "1h"
     sync: list[SyncItem] = field(default_factory=list)
     vault: VaultSettings = field(default_factory=VaultSettings)
+    infisical: InfisicalSettings = field(default_factory=InfisicalSettings)
     gitops_path: str = "kubernetes/apps/external-secrets"
     flux_source_name: str = "flux-system"
     flux_namespace: str = "flux-system"
@@ -97,7 +138,7 @@ class Settings:
 CLUSTER_KEYS = {
     "enabled": "enabled", "mode": "mode", "provider": "provider", "namespace": "namespace", "store_name": "store_name",
     "sops_files": "master_glob", "install_operator": "install_operator", "chart_version": "chart_version",
-    "gitops_path": "gitops_path", "sync": "sync", "vault": "vault",
+    "gitops_path": "gitops_path", "sync": "sync", "vault": "vault", "infisical": "infisical",
 }
 
 
@@ -139,6 +180,7 @@ def resolve_settings(options: Mapping[str, Any], cluster_section: Mapping[str, A
     if Path(settings.gitops_path).is_absolute() or ".." in Path(settings.gitops_path).parts:
         problems.append(f"gitops_path: {settings.gitops_path!r} must be a relative path inside the repository")
     settings.vault = _vault_settings(merged.get("vault") or {}, settings, problems)
+    settings.infisical = _infisical_settings(merged.get("infisical") or {}, settings, problems)
     settings.sync = _sync_items(merged.get("sync") or [], settings.refresh_interval, problems)
     raw_namespaces = merged.get("store_namespaces") or []
     if not isinstance(raw_namespaces, list):
@@ -170,6 +212,58 @@ def _vault_settings(raw: Mapping[str, Any], settings: Settings, problems: list[s
         if vault.version not in ("v1", "v2"):
             problems.append(f"vault.version: {vault.version!r} is not v1 or v2")
     return vault
+
+
+def _infisical_settings(raw: Mapping[str, Any], settings: Settings, problems: list[str]) -> InfisicalSettings:
+    """Read whatever the mapping holds; require what the store needs only when the provider is infisical, so that the
+    settings can wait in cluster.yaml until ``provider`` is switched. Messages name keys, never values."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"infisical: must be a mapping ({', '.join(INFISICAL_KEYS)})")
+        return InfisicalSettings(auth_namespace=settings.namespace)
+    infisical = InfisicalSettings(auth_namespace=settings.namespace)
+    for name in sorted(set(map(str, raw)) - set(INFISICAL_KEYS)):
+        problems.append(f"infisical.{name}: unknown setting (known: {', '.join(INFISICAL_KEYS)})")
+    for name in ("project_slug", "environment_slug", "path", "host_api"):
+        if raw.get(name) is not None:
+            setattr(infisical, name, str(raw[name]).strip())
+    _universal_auth(raw.get("universal_auth"), infisical, problems)
+    if settings.provider == "infisical":
+        if not infisical.project_slug:
+            problems.append("infisical.project_slug: set the Infisical project slug (project settings, Copy Project "
+                            "Slug) to use the infisical provider")
+        if not infisical.environment_slug:
+            problems.append("infisical.environment_slug: set the Infisical environment slug (e.g. dev, staging, prod) "
+                            "to use the infisical provider")
+        if not infisical.path.startswith("/"):
+            problems.append(f"infisical.path: {infisical.path!r} must be a folder path starting with '/' "
+                            "(the root folder is '/')")
+        if not HTTP_URL_RE.match(infisical.host_api):
+            problems.append(f"infisical.host_api: not a URL; set the API address, e.g. {INFISICAL_HOST_API} or "
+                            "https://infisical.example.com/api")
+    return infisical
+
+
+def _universal_auth(raw: Any, infisical: InfisicalSettings, problems: list[str]) -> None:
+    """Where the machine identity's client id and client secret are kept: the name and namespace of a Kubernetes
+    Secret with the keys ``clientId`` and ``clientSecret``. Anything but such a reference is refused without being
+    repeated (it may be a credential pasted where its reference belongs)."""
+    if raw is None:
+        return
+    if not isinstance(raw, Mapping):
+        problems.append("infisical.universal_auth: must name the Kubernetes Secret that holds the client id and client "
+                        f"secret (keys {INFISICAL_ID_KEY}, {INFISICAL_SECRET_KEY}), a mapping with name and namespace; "
+                        "never the credentials themselves (the value was not shown)")
+        return
+    for name in sorted(set(map(str, raw)) - {"name", "namespace"}):
+        problems.append(f"infisical.universal_auth.{name}: unknown setting (known: name, namespace; the Secret's keys "
+                        f"are {INFISICAL_ID_KEY} and {INFISICAL_SECRET_KEY})")
+    infisical.auth_name = str(raw.get("name") or infisical.auth_name)
+    infisical.auth_namespace = str(raw.get("namespace") or infisical.auth_namespace)
+    if not SECRET_NAME_RE.match(infisical.auth_name):
+        problems.append(f"infisical.universal_auth.name: {infisical.auth_name!r} is not a valid Secret name "
+                        "(lowercase letters, digits, '-', '.')")
+    if not NAME_RE.match(infisical.auth_namespace):
+        problems.append(f"infisical.universal_auth.namespace: {infisical.auth_namespace!r} is not a valid Kubernetes name")
 
 
 def _sync_items(raw: Any, default_interval: str, problems: list[str]) -> list[SyncItem]:

@@ -21,6 +21,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings impo
 from tests.integration.eso_support import SYNC, crd_schemas, validate_manifest
 
 VAULT = {"server": "https://vault.example.com", "role": "eso"}
+INFISICAL = {"project_slug": "home-ops", "environment_slug": "prod"}
 
 
 def _settings(**options: Any):
@@ -33,6 +34,10 @@ def kubernetes_store() -> dict[str, Any]:
 
 def vault_store() -> dict[str, Any]:
     return store_object(_settings(provider="vault", vault=dict(VAULT)))
+
+
+def infisical_store() -> dict[str, Any]:
+    return store_object(_settings(provider="infisical", infisical=dict(INFISICAL)))
 
 
 def external_secret() -> dict[str, Any]:
@@ -53,7 +58,7 @@ def store_kustomization() -> dict[str, Any]:
     return flux_kustomizations(_settings())[1]
 
 
-BUILDERS = [kubernetes_store, vault_store, external_secret, helm_repository, helm_release, store_kustomization]
+BUILDERS = [kubernetes_store, vault_store, infisical_store, external_secret, helm_repository, helm_release, store_kustomization]
 
 
 def _walk(doc: dict[str, Any], path: str) -> tuple[Any, str | int]:
@@ -99,6 +104,10 @@ BROKEN = [
     (kubernetes_store, rename("spec.provider.kubernetes.remoteNamespace", "remoteNamespce"), "remoteNamespce"),
     (kubernetes_store, rename("spec.provider.kubernetes.server.caProvider.key", "keys"), "keys"),
     (vault_store, rename("spec.provider.vault.auth.kubernetes.serviceAccountRef.audiences", "audience"), "audience"),
+    (infisical_store, rename("spec.provider.infisical.secretsScope.projectSlug", "projectSlugg"), "projectSlugg"),
+    (infisical_store, rename("spec.provider.infisical.hostAPI", "hostApi"), "hostApi"),
+    (infisical_store, rename("spec.provider.infisical.auth.universalAuthCredentials.clientSecret.key", "keys"), "keys"),
+    (infisical_store, rename("spec.provider.infisical.secretsScope.secretsPath", "secretPath"), "secretPath"),
     (external_secret, rename("spec.refreshInterval", "refreshIntervall"), "refreshIntervall"),
     (external_secret, rename("spec.data.0.remoteRef.property", "propery"), "propery"),
     (external_secret, rename("metadata.labels", "label"), "label"),
@@ -124,6 +133,9 @@ BROKEN = [
     (external_secret, drop("spec.data.0.remoteRef.key"), "key"),
     (external_secret, drop("spec.dataFrom.0.extract.key"), "key"),
     (vault_store, drop("spec.provider.vault.server"), "server"),
+    (infisical_store, drop("spec.provider.infisical.secretsScope.environmentSlug"), "environmentSlug"),
+    (infisical_store, drop("spec.provider.infisical.auth.universalAuthCredentials.clientId"), "clientId"),
+    (infisical_store, drop("spec.provider.infisical.secretsScope"), "secretsScope"),
     (kubernetes_store, drop("metadata.name"), "name"),
     (helm_release, drop("spec.interval"), "interval"),
     (helm_release, drop("spec.chart"), "not valid under any"),  # neither chart nor chartRef
@@ -132,6 +144,9 @@ BROKEN = [
     (store_kustomization, drop("spec.sourceRef"), "sourceRef"),
     # exactly one provider, exactly one kubernetes auth method
     (kubernetes_store, set_to("spec.provider.vault", {"server": "https://vault.example.com"}), "too many properties"),
+    (infisical_store, set_to("spec.provider.kubernetes", {"remoteNamespace": "secrets"}), "too many properties"),
+    (infisical_store, set_to("spec.provider.infisical.auth.tokenAuthCredentials", {"accessToken": {"name": "t", "key": "k"}}),
+     "too many properties"),
     (kubernetes_store, set_to("spec.provider", {}), "non-empty|enough properties"),
     (kubernetes_store, set_to("spec.provider.kubernetes.auth.token", {"bearerToken": {"name": "t", "key": "k"}}), "too many properties"),
     (kubernetes_store, set_to("spec.provider.kubernetes.auth", {}), "non-empty|enough properties"),

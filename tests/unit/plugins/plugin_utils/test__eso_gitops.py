@@ -27,6 +27,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
 from tests.integration.eso_support import JWT_KEY, SENTINELS, SYNC, open_sops, validate_manifest, write_master_secrets
 
 VAULT = {"server": "https://vault.example.com", "role": "eso"}
+INFISICAL = {"project_slug": "home-ops", "environment_slug": "prod"}
 BASE = "kubernetes/apps/external-secrets"
 MASTERS = f"{BASE}/store/master-secrets"
 
@@ -38,7 +39,8 @@ def settings(**options) -> Settings:
 # ---------------------------------------------------------------------------- the tree in memory
 
 
-@pytest.mark.parametrize("options", [{}, {"provider": "vault", "vault": VAULT}, {"create_target_namespaces": True}])
+@pytest.mark.parametrize("options", [{}, {"provider": "vault", "vault": VAULT}, {"provider": "infisical", "infisical": INFISICAL},
+                                     {"create_target_namespaces": True}])
 def test_every_emitted_manifest_matches_its_schema(options):
     resolved = settings(**options)
     master = MasterSecret("postgres-credentials", "x.sops.yaml", {
@@ -138,6 +140,29 @@ def test_new_recipients_re_encrypt_without_a_key_change(sops: Sops, tmp_path: Pa
     names = ("jwt-signing-key", "postgres-credentials", "redis-credentials")
     assert changes.summary()["updated"] == [f"{MASTERS}/{n}.sops.yaml" for n in names]
     assert {d["after"] for d in changes.diff()} == {"(re-encrypted for new recipients)\n"}
+
+
+def test_switching_provider_rewrites_only_the_store_file(sops: Sops):
+    """The infisical settings wait in the vars; switching ``provider`` alone rewrites clustersecretstore.yaml, and
+    neither an ExternalSecret nor a master secret is touched."""
+    store = f"{BASE}/store/clustersecretstore.yaml"
+    plan(sops, infisical=INFISICAL, vault=VAULT).apply()
+    before = {path.relative_to(sops.root).as_posix(): path.read_bytes()
+              for path in (sops.root / BASE).rglob("*") if path.is_file()}
+    for provider in ("infisical", "vault", "kubernetes"):
+        door = reopened(sops)
+        changes = plan(door, provider=provider, infisical=INFISICAL, vault=VAULT)
+        assert changes.summary() == {"created": [], "updated": [store], "unchanged": 14, "removed": [], "stale": []}
+        assert [f.path for f in changes.files if f.state == "changed"] == [store]
+        changes.apply()
+        written = yaml.safe_load((sops.root / store).read_bytes())
+        assert list(written["spec"]["provider"]) == [provider]
+        assert not [value for value in SENTINELS if value in (sops.root / store).read_text()]
+        after = {path.relative_to(sops.root).as_posix(): path.read_bytes()
+                 for path in (sops.root / BASE).rglob("*") if path.is_file()}
+        assert {path for path in after if after[path] != before[path]} == ({store} if provider != "kubernetes" else set())
+    externalsecrets = sorted(path for path in before if "/externalsecrets/" in path)
+    assert len(externalsecrets) == 2
 
 
 def test_stale_files_are_kept_until_prune_is_asked(sops: Sops):

@@ -21,6 +21,9 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings impo
 from tests.integration.eso_support import SYNC, validate_manifest
 
 VAULT = {"server": "https://vault.example.com", "role": "eso"}
+INFISICAL = {"project_slug": "home-ops", "environment_slug": "prod"}
+PROVIDERS = {"kubernetes": {}, "vault": {"provider": "vault", "vault": VAULT},
+             "infisical": {"provider": "infisical", "infisical": INFISICAL}}
 
 
 def settings(**options):
@@ -46,6 +49,36 @@ def test_switching_provider_changes_only_the_store():
     assert auth["auth"]["kubernetes"]["serviceAccountRef"]["audiences"] == ["vault"]
 
 
+def test_infisical_store_refers_to_the_credentials_and_names_the_scope():
+    provider = store_object(settings(provider="infisical", infisical=INFISICAL))["spec"]["provider"]
+    assert provider == {"infisical": {
+        "hostAPI": "https://app.infisical.com/api",
+        "auth": {"universalAuthCredentials": {
+            "clientId": {"name": "infisical-universal-auth", "key": "clientId", "namespace": "secrets"},
+            "clientSecret": {"name": "infisical-universal-auth", "key": "clientSecret", "namespace": "secrets"}}},
+        "secretsScope": {"projectSlug": "home-ops", "environmentSlug": "prod", "secretsPath": "/"},
+    }}
+
+
+def test_external_secrets_are_byte_identical_across_the_three_providers():
+    """Applications never notice a provider switch: their ExternalSecrets do not change by one byte."""
+    dumped = {}
+    for name, options in PROVIDERS.items():
+        objects = build_objects(settings(**copy.deepcopy(options)), ["postgres-credentials"])
+        dumped[name] = [yaml.safe_dump(o, sort_keys=False).encode() for o in objects if o["kind"] == "ExternalSecret"]
+    assert len(dumped["kubernetes"]) == 2
+    assert dumped["kubernetes"] == dumped["vault"] == dumped["infisical"]
+
+
+@pytest.mark.parametrize(("before", "after"), [(a, b) for a in PROVIDERS for b in PROVIDERS if a != b])
+def test_any_provider_switch_changes_only_the_store(before, after):
+    old = build_objects(settings(**copy.deepcopy(PROVIDERS[before])), ["postgres-credentials"])
+    new = build_objects(settings(**copy.deepcopy(PROVIDERS[after])), ["postgres-credentials"])
+    assert [object_id(o) for o in old] == [object_id(o) for o in new]
+    differing = [object_id(a) for a, b in zip(old, new, strict=True) if yaml.safe_dump(a) != yaml.safe_dump(b)]
+    assert differing == ["ClusterSecretStore/main-store"]
+
+
 def test_objects_come_in_apply_order_with_our_labels():
     objects = build_objects(settings(create_target_namespaces=True))
     assert [object_id(o) for o in objects] == [
@@ -64,7 +97,7 @@ def test_external_secret_shape():
     assert spec["dataFrom"] == [{"extract": {"key": "redis-credentials"}}]
 
 
-@pytest.mark.parametrize("options", [{}, {"provider": "vault", "vault": VAULT}, {"create_target_namespaces": True}])
+@pytest.mark.parametrize("options", [*PROVIDERS.values(), {"create_target_namespaces": True}])
 def test_every_object_matches_its_schema(options):
     for obj in build_objects(settings(**options), ["postgres-credentials"]):
         validate_manifest(obj)

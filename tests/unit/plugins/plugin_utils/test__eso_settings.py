@@ -59,3 +59,63 @@ def test_the_section_comes_from_loaded_vars_or_their_data():
     assert external_secrets_section({"external_secrets": section}) is section
     assert external_secrets_section({"cluster_name": "x"}) is None
     assert external_secrets_section(None) is None
+
+
+INFISICAL = {"project_slug": "home-ops", "environment_slug": "prod"}
+
+
+def test_infisical_defaults_keep_the_credentials_in_a_secret_of_the_secrets_namespace():
+    infisical = resolve_settings({"provider": "infisical", "namespace": "vault-less"}, {"infisical": dict(INFISICAL)}).infisical
+    assert (infisical.project_slug, infisical.environment_slug) == ("home-ops", "prod")
+    assert (infisical.path, infisical.host_api) == ("/", "https://app.infisical.com/api")
+    assert (infisical.client_id.name, infisical.client_id.key, infisical.client_id.namespace) == (
+        "infisical-universal-auth", "clientId", "vault-less")
+    assert (infisical.client_secret.name, infisical.client_secret.key, infisical.client_secret.namespace) == (
+        "infisical-universal-auth", "clientSecret", "vault-less")
+    chosen = resolve_settings({}, {"provider": "infisical", "infisical": {
+        **INFISICAL, "path": "/cluster", "host_api": "https://infisical.example.com/api",
+        "universal_auth": {"name": "ua.credentials", "namespace": "external-secrets"}}}).infisical
+    assert (chosen.path, chosen.host_api) == ("/cluster", "https://infisical.example.com/api")
+    assert (chosen.client_secret.name, chosen.client_secret.key, chosen.client_secret.namespace) == (
+        "ua.credentials", "clientSecret", "external-secrets")
+
+
+def test_infisical_settings_wait_until_the_provider_is_switched():
+    """One variable apart: incomplete infisical settings are no problem while another provider is in use."""
+    assert resolve_settings({}, {"infisical": {"environment_slug": "prod"}}).provider == "kubernetes"
+    with pytest.raises(ExternalSecretsError) as info:
+        resolve_settings({"provider": "infisical"}, {"infisical": {"environment_slug": "prod"}})
+    assert "1 problem(s)" in str(info.value)
+    assert "infisical.project_slug: set the Infisical project slug" in str(info.value)
+
+
+def test_every_infisical_problem_names_its_key_and_no_value():
+    pasted = "st.0f1e2d3c4b5a-SENTINEL"
+    with pytest.raises(ExternalSecretsError) as info:
+        resolve_settings({"provider": "infisical"}, {"infisical": {
+            "path": "cluster", "host_api": "app.infisical.com", "client_secret": pasted, "universal_auth": pasted}})
+    text = str(info.value)
+    for expected in ("infisical.project_slug: set", "infisical.environment_slug: set", "infisical.path: 'cluster'",
+                     "infisical.host_api: not a URL", "infisical.client_secret: unknown setting",
+                     "infisical.universal_auth: must name the Kubernetes Secret"):
+        assert expected in text, text
+    assert "6 problem(s)" in text
+    assert pasted not in text
+    with pytest.raises(ExternalSecretsError) as info:
+        resolve_settings({"provider": "infisical", "infisical": {
+            **INFISICAL, "universal_auth": {"name": "UA", "namespace": "x_y", "key": "k"}}}, None)
+    for expected in ("infisical.universal_auth.key: unknown setting", "infisical.universal_auth.name: 'UA'",
+                     "infisical.universal_auth.namespace: 'x_y'"):
+        assert expected in str(info.value)
+    with pytest.raises(ExternalSecretsError, match="infisical: must be a mapping"):
+        resolve_settings({"infisical": "home-ops"}, None)
+
+
+def test_no_infisical_setting_is_taken_for_a_secret_of_the_cluster_vars():
+    """Any cluster.yaml key named like a secret has its value masked everywhere: the settings avoid such names."""
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import secret_values
+
+    data = {"external_secrets": {"provider": "infisical", "infisical": {
+        **INFISICAL, "path": "/cluster", "host_api": "https://app.infisical.com/api",
+        "universal_auth": {"name": "infisical-universal-auth", "namespace": "secrets"}}}}
+    assert secret_values(data) == []
