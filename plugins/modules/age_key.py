@@ -13,6 +13,10 @@ description:
     and C(~/.config/sops/age/keys.txt), in that order. Post-quantum keys (C(AGE-SECRET-KEY-PQ-1...)) are recognised.
   - When none is found and O(generate=true), writes a new X25519 identity to O(age_key_file) or
     C(<cluster_root>/age.key) with mode 0600.
+  - Writes the repository's age public key (recipient) to C(<cluster_root>/.age-public-key) when that file is absent,
+    as one line with mode 0644, written atomically, meant to be committed so others can encrypt for the repository. The key
+    written is the first one found that C(.sops.yaml) lists (any key found, when there is no C(.sops.yaml) yet).
+    An existing C(.age-public-key) is never rewritten; one that names another key only raises a warning.
   - Returns only public information; the secret key never leaves the file.
   - Runs on the controller.
 extends_documentation_fragment:
@@ -29,7 +33,7 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports whether a key would be generated and writes nothing.
+    details: Reports whether a key would be generated or C(.age-public-key) written, and writes nothing.
   diff_mode:
     support: none
     details: The key file is secret; no diff is shown.
@@ -61,6 +65,12 @@ recipients:
   returned: success
   type: list
   elements: str
+public_key_file:
+  description:
+    - Path of C(.age-public-key), which holds (or would hold) the repository's public key.
+    - Absent when the repository's public key is not known (no key found is a recipient of C(.sops.yaml)).
+  returned: success
+  type: str
 looked:
   description: The places that were looked at, in order.
   returned: always

@@ -1,6 +1,6 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Finding, reading and generating age keys.
+"""Finding, reading and generating age keys, and the repository's public key file (``.age-public-key``).
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
 changes at any time. Do not use it from other collections or roles.
@@ -12,6 +12,7 @@ import datetime
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,20 @@ except ImportError:  # pragma: no cover - depends on the environment
     pyrage = None
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import (
+    SOPS_CONFIG_NAME,
+    SopsToolError,
+    load_sops_config,
+    rule_recipients,
+)
 
 SECRET_KEY_RE = re.compile(r"^AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+$")
 RECIPIENT_RE = re.compile(r"^age1(?:pq1)?[0-9a-z]+$")
 KEYGEN_TIMEOUT = 60
 ENV_KEY_FILE_LABEL = "$SOPS_AGE_KEY_FILE"
+# The recipient of the repository's age key, committed so others can encrypt for it; never a secret.
+PUBLIC_KEY_FILE_NAME = ".age-public-key"
+PUBLIC_KEY_FILE_MAX_BYTES = 4096
 
 
 class AgeKeyError(Exception):
@@ -207,3 +217,117 @@ def generate_key_file(path: Path) -> str:
     identity = generate_identity(str(path))
     atomic_write(path, key_file_text(identity), mode=0o600)
     return identity.recipient or ""
+
+
+# ---------------------------------------------------------------------------- .age-public-key
+
+
+def valid_recipient(text: str) -> bool:
+    """Whether ``text`` is an age recipient: its form, and its checksum where pyrage can tell (X25519)."""
+    if not RECIPIENT_RE.match(text):
+        return False
+    if text.startswith("age1pq1") or pyrage is None:
+        return True
+    try:
+        pyrage.x25519.Recipient.from_str(text)
+    except Exception:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class PublicKeyFile:
+    """What ``<root>/.age-public-key`` holds: nothing (absent), one valid recipient, or a problem (never its content)."""
+
+    path: Path
+    exists: bool
+    recipient: str | None = None
+    problem: str | None = None
+
+
+def read_public_key_file(root: Path) -> PublicKeyFile:
+    """Read ``<root>/.age-public-key``: one recipient line; blank lines and ``#`` comments are allowed."""
+    path = Path(root) / PUBLIC_KEY_FILE_NAME
+    name = PUBLIC_KEY_FILE_NAME
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return PublicKeyFile(path, exists=False)
+    except OSError as exc:
+        return PublicKeyFile(path, True, problem=f"{name}: cannot read it ({exc.strerror})")
+    if not stat.S_ISREG(info.st_mode):
+        return PublicKeyFile(path, True, problem=f"{name} is not a regular file (a link or a folder)")
+    if info.st_size > PUBLIC_KEY_FILE_MAX_BYTES:
+        return PublicKeyFile(path, True, problem=f"{name} is {info.st_size} bytes: far too large for one age public key")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return PublicKeyFile(path, True, problem=f"{name}: cannot read it ({exc.strerror})")
+    except UnicodeDecodeError:
+        return PublicKeyFile(path, True, problem=f"{name} is not UTF-8 text")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if "AGE-SECRET-KEY-" in text.upper():
+        return PublicKeyFile(path, True, problem=(f"{name} holds an age SECRET key, which must never be committed: "
+                                                  "replace its content with the public key (age1...) and treat the key as leaked"))
+    if len(lines) != 1:
+        return PublicKeyFile(path, True, problem=f"{name} holds {len(lines)} lines besides comments; it must hold one age public key")
+    if not valid_recipient(lines[0]):
+        return PublicKeyFile(path, True, problem=f"{name} does not hold a valid age public key (age1...)")
+    return PublicKeyFile(path, True, recipient=lines[0])
+
+
+def repository_recipient(root: Path, recipients: Iterable[str]) -> str | None:
+    """The public key of the repository's primary age identity: the first of ``recipients`` (in lookup order) that
+    ``.sops.yaml`` lists; without a readable ``.sops.yaml`` naming age recipients, the first one.
+
+    None when none of them is a recipient of ``.sops.yaml``: a key of another repository is never published as this one's.
+    """
+    recipients = list(recipients)
+    config = Path(root) / SOPS_CONFIG_NAME
+    try:
+        rules = load_sops_config(config) if config.is_file() else []
+    except SopsToolError:
+        rules = []
+    listed = set().union(*(rule_recipients(rule) for rule in rules)) if rules else set()
+    if not listed:
+        return recipients[0] if recipients else None
+    return next((r for r in recipients if r in listed), None)
+
+
+@dataclass
+class PublicKeyOutcome:
+    """What ``ensure_public_key_file`` did (or, in check mode, would do)."""
+
+    path: Path
+    changed: bool = False
+    message: str = ""
+    warning: str | None = None
+
+
+def ensure_public_key_file(root: Path, recipient: str, replace: Iterable[str] = (), check_mode: bool = False) -> PublicKeyOutcome:
+    """Make ``<root>/.age-public-key`` name ``recipient`` (one line, mode 0644, written atomically).
+
+    The file is written when it is absent or names one of ``replace`` (a rotation's old keys). One that already names
+    ``recipient`` is left as it is; one that names another key, or is not a public key file, is left alone with a warning
+    (doctor says what is wrong). Nothing is written in check mode.
+    """
+    if not valid_recipient(recipient):
+        raise AgeKeyError(f"{PUBLIC_KEY_FILE_NAME}: {recipient!r} is not an age public key")
+    current = read_public_key_file(root)
+    outcome = PublicKeyOutcome(current.path)
+    if current.problem:
+        outcome.warning = f"{current.problem}; it was left as it is (doctor checks it)"
+        return outcome
+    if current.recipient == recipient:
+        outcome.message = f"{PUBLIC_KEY_FILE_NAME} holds the public key {recipient}"
+        return outcome
+    if current.exists and current.recipient not in set(replace):
+        outcome.warning = (f"{PUBLIC_KEY_FILE_NAME} names {current.recipient}, not the age key in use ({recipient}); "
+                           "it was left as it is: run doctor, and correct it if the repository's key is the one in use")
+        return outcome
+    outcome.changed = True
+    verb = "would be" if check_mode else "was"
+    outcome.message = f"{PUBLIC_KEY_FILE_NAME} {verb} {'updated' if current.exists else 'written'} with the public key {recipient} (commit it)"
+    if not check_mode:
+        atomic_write(current.path, f"{recipient}\n".encode(), mode=0o644)
+    return outcome

@@ -6,8 +6,8 @@ Every check adds findings (ok, info, warning, error) with the thing it looked at
 fix. Nothing is written. Decrypted content is read into memory only to prove that a file
 decrypts, and dropped at once; findings name files, keys and public keys, never values.
 
-This module holds the report and runs the checks in order: those of keys, sops, secret
-files and the tools in ``_doctor_checks``, those of git in ``_doctor_git``. Every sops
+This module holds the report and runs the checks in order: those of keys, sops, the
+committed public key (``.age-public-key``), secret files and the tools in ``_doctor_checks``, those of git in ``_doctor_git``. Every sops
 access goes through one ``_sops.Sops`` opened for the run.
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
@@ -26,6 +26,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_checks imp
     check_cluster_vars_modes,
     check_files,
     check_leftovers,
+    check_public_key_file,
     check_recovery,
     check_sops_config,
     check_stale_temps,
@@ -113,6 +114,7 @@ def diagnose(options: DoctorOptions) -> DoctorReport:
     tracked = git_tracked(root)
     sops = check_age_key(options, report, bool(files))
     rules = check_sops_config(report, sops, bool(files))
+    check_public_key_file(report, sops, rules, tracked, bool(files))
     has_sops = check_tools(options, report, sops)
     recipients = check_files(options, report, sops, files, rules, tracked, decrypt=has_sops)
     if not files:

@@ -1,7 +1,7 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""doctor's checks of keys, sops and the files on disk: the age key, ``.sops.yaml``, every secret file,
-the tools, a recovery test with the backed-up key, leftovers of interrupted runs and file modes.
+"""doctor's checks of keys, sops and the files on disk: the age key, ``.sops.yaml``, ``.age-public-key``,
+every secret file, the tools, a recovery test with the backed-up key, leftovers of interrupted runs and file modes.
 
 Every sops access goes through the run's ``_sops.Sops``: metadata from ``status()`` (read and parsed
 once), rules from ``rules``, decryption to prove a file decrypts (the plaintext is dropped at once),
@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeIdentity, AgeKeyError, AgeKeys, parse_identities
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
+    PUBLIC_KEY_FILE_NAME,
+    AgeIdentity,
+    AgeKeyError,
+    AgeKeys,
+    parse_identities,
+    read_public_key_file,
+)
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import BACKUP_DIR_NAME
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_journal import ROTATE_STATE_NAME
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
@@ -103,6 +110,41 @@ def check_sops_config(report: DoctorReport, sops: Sops, has_secrets: bool) -> li
         else:
             report.add("ok", "sops config", SOPS_CONFIG_NAME, f"{len(rules)} creation rule(s), every one includes your public key")
     return rules
+
+
+def check_public_key_file(report: DoctorReport, sops: Sops, rules: list[dict[str, Any]] | None,
+                          tracked: set[str] | None, has_secrets: bool) -> None:
+    """``.age-public-key``: one valid recipient, the key in use, listed in ``.sops.yaml``; public keys are safe to print."""
+    name = PUBLIC_KEY_FILE_NAME
+    current = read_public_key_file(sops.root)
+    if not current.exists:
+        report.add("warning" if has_secrets else "info", "public key", name,
+                   f"no {name}: run init (or write the recipient there) so others can encrypt for this repository",
+                   f"ansible-playbook cluster.secrets.init, or write your public key (age1...) to {name}, and commit it")
+        return
+    if current.problem or current.recipient is None:
+        report.add("error", "public key", name, current.problem or f"{name} holds no age public key",
+                   f"write the repository's public key (age1..., one line) to {name}")
+        return
+    recipient = current.recipient
+    problems = 0
+    own = sops.keys.recipients
+    if own and recipient not in own:
+        problems += 1
+        primary = sops.keys.primary
+        in_use = f"{primary.recipient} ({primary.source})" if primary and primary.recipient else ", ".join(own)
+        report.add("error", "public key", name, f"{name} names {recipient}, but the age key in use is {in_use}",
+                   f"use the key the repository was set up with, or write {own[0]} to {name} if it is the repository's key")
+    listed = set().union(*(rule_recipients(r) for r in rules)) if rules else set()
+    if rules is not None and recipient not in listed:
+        problems += 1
+        report.add("warning", "public key", name, f"{name} names {recipient}, which no creation rule of {SOPS_CONFIG_NAME} lists: "
+                   "files are not encrypted for it", f"add it to the rules' age recipients, or correct {name}")
+    if tracked is not None and name not in tracked:
+        report.add("info", "public key", name, "not committed to git", f"git add {name} (a public key: safe to share)")
+    if not problems:
+        report.add("ok", "public key", name, f"public key {recipient}" + (", the key in use" if own else "")
+                   + (f", listed in {SOPS_CONFIG_NAME}" if rules is not None else ""))
 
 
 def check_files(options: DoctorOptions, report: DoctorReport, sops: Sops, files: list[str], rules: list[dict[str, Any]] | None,

@@ -17,8 +17,9 @@ Key rotation, in an order that keeps every file decryptable at every moment:
    (new recipients only) and ``rotate`` again, so the final data key was never encrypted
    for the old key, and is checked to decrypt with the new key and not with the old one;
    written and journaled as in ``add``.
-4. ``finish``: the key file keeps only the new identity (and any unrelated ones); the
-   journal is removed.
+4. ``finish``: ``.age-public-key`` names the new recipient (written atomically when it is
+   absent or names an old one; ``_age.ensure_public_key_file``), the key file keeps only the
+   new identity (and any unrelated ones); the journal is removed.
 
 A crash at any point leaves files encrypted for the old key, the new key or both, and
 the key file holding both; the journal lets a rerun redo the phase it stopped in.
@@ -44,9 +45,11 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
     AgeIdentity,
     AgeKeyError,
     derive_recipient,
+    ensure_public_key_file,
     generate_identity,
     key_file_text,
     parse_identities,
+    read_public_key_file,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import backup_dir, write_backup
 from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import ChangeSet, FileChange
@@ -211,6 +214,12 @@ def _start(options: RotateOptions, sops: Sops, files: list[str], rules: list[dic
     return state, result
 
 
+def _public_key_file_follows(root: Path, recipients: Iterable[str]) -> bool:
+    """Whether the finish step writes (or keeps) ``.age-public-key`` for the new key: absent, or naming one of ``recipients``."""
+    current = read_public_key_file(root)
+    return not current.exists or (current.recipient is not None and current.recipient in set(recipients))
+
+
 def _load_journal(options: RotateOptions) -> dict[str, Any] | None:
     try:
         return load_journal(options.journal)
@@ -228,6 +237,7 @@ def _rotate_age_key(options: RotateOptions, sops: Sops, files: list[str], rules:
         result.warnings = warnings
         if check_mode:
             result.files = files
+            result.public_key_file_updated = _public_key_file_follows(root, result.removed_recipients)
             return result
     else:
         result.resumed = True
@@ -235,6 +245,8 @@ def _rotate_age_key(options: RotateOptions, sops: Sops, files: list[str], rules:
             result.files = sorted(set(state["files"]) | set(files))
             result.new_recipient, result.key_file = state.get("new_recipient"), state.get("key_file")
             result.removed_recipients, result.key_backup = state.get("old_recipients", []), state.get("key_backup")
+            result.public_key_file_updated = _public_key_file_follows(
+                root, [*result.removed_recipients, str(state.get("new_recipient"))])
             return result
     result.changed = True
     remove_stray_temps(root)
@@ -296,6 +308,11 @@ def _rotate_age_key(options: RotateOptions, sops: Sops, files: list[str], rules:
         run_phase("remove", list(state["done"]["add"]), old or None)
         state["phase"] = "finish"
         save_journal(options.journal, state)
+    # The old key has left .sops.yaml and every file: the committed public key follows (a rerun finds it written).
+    public = ensure_public_key_file(root, str(new.recipient), replace=old_recipients)
+    result.public_key_file_updated = public.warning is None
+    if public.warning:
+        result.warnings.append(public.warning)
     others = [i for i in in_file if i.recipient not in old_recipients and i.recipient != new.recipient]
     atomic_write(key_file, key_file_text(new, others), mode=0o600)
     remove_journal(options.journal)

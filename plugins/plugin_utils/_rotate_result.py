@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import PUBLIC_KEY_FILE_NAME
+
 MODES = ("age_key", "data_keys")
 # A file that holds the age private key itself (the Flux `sops-age` Secret, bootstrap/sops-age.sops.yaml in
 # cluster-template) is re-encrypted by the rotation but still holds the old key: only configure re-renders it.
@@ -43,6 +45,8 @@ class RotateResult:
     changed: bool = False
     warnings: list[str] = field(default_factory=list)
     stale_key_files: list[str] = field(default_factory=list)
+    # .age-public-key names (or, in check mode, would name) the new public key.
+    public_key_file_updated: bool = False
 
     def lines(self, check_mode: bool) -> list[str]:
         verb = "would be" if check_mode else "were"
@@ -57,6 +61,8 @@ class RotateResult:
                 lines.append(f"old public key(s) {'to remove' if check_mode else 'removed'}: {', '.join(self.removed_recipients)}")
             if self.key_file:
                 lines.append(f"key file: {self.key_file} ({'would hold' if check_mode else 'holds'} the new key)")
+            if self.public_key_file_updated:
+                lines.append(f"{PUBLIC_KEY_FILE_NAME} {'would name' if check_mode else 'names'} the new public key: commit it")
             if self.key_backup:
                 lines.append(f"old key kept in {self.key_backup} (mode 0600): store it safely, then delete it")
         lines += [f"rotated: {f}" for f in self.files]

@@ -182,7 +182,7 @@ def test_init_from_the_artifact_writes_into_the_repository(artifact: Artifact, t
     before = artifact.snapshot()
     artifact.playbook("init", repo, "-e", "cluster_root=.")
     written = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and ".git" not in p.relative_to(repo).parts)
-    assert written == [".gitignore", ".schemas/cluster.schema.json", ".sops.yaml", "age.key", "cluster.yaml"]
+    assert written == [".age-public-key", ".gitignore", ".schemas/cluster.schema.json", ".sops.yaml", "age.key", "cluster.yaml"]
     assert (repo / "age.key").stat().st_mode & 0o777 == 0o600
     assert (repo / "cluster.yaml").stat().st_mode & 0o777 == 0o600
     assert (repo / "cluster.yaml").read_bytes() == (artifact.installed / "roles/init/files/cluster.sample.yaml").read_bytes()
@@ -208,7 +208,8 @@ def test_init_resolves_against_the_directory_it_runs_in(artifact: Artifact, tmp_
     env = artifact.env()
     env["PWD"] = str(tmp_path / "parent")
     run([str(VENV_BIN / "ansible-playbook"), "cluster.secrets.init"], here, env)
-    assert sorted(p.name for p in here.iterdir()) == [".gitignore", ".schemas", ".sops.yaml", "age.key", "cluster.yaml"]
+    assert sorted(p.name for p in here.iterdir()) == [".age-public-key", ".gitignore", ".schemas", ".sops.yaml", "age.key",
+                                                      "cluster.yaml"]
     assert not (tmp_path / "parent" / ".sops.yaml").exists()
     assert not any((artifact.installed / "playbooks" / name).exists() for name in (".sops.yaml", "cluster.yaml", ".gitignore"))
 

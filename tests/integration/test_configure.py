@@ -307,10 +307,13 @@ def test_init_is_idempotent_and_prepares_the_repository(make_repo):
     assert json.loads((repo.root / ".schemas/cluster.schema.json").read_text())["title"]
     recipient = next(line.split(": ")[1] for line in (repo.root / "age.key").read_text().splitlines() if "public key" in line)
     assert recipient in (repo.root / ".sops.yaml").read_text()
-    before = repo.snapshot()
+    public = repo.root / ".age-public-key"  # the recipient only, for git: not ignored
+    assert public.read_text() == f"{recipient}\n" and public.stat().st_mode & 0o777 == 0o644
+    assert not {".age-public-key", ".*", ".age-*"} & set(gitignore)
+    before, public_before = repo.snapshot(), public.stat().st_mtime_ns
     second = repo.playbook("init")
     assert recap_changed(second.stdout) == 0
-    assert repo.snapshot() == before
+    assert repo.snapshot() == before and public.stat().st_mtime_ns == public_before
     # the sample cluster.yaml is not valid until filled in, and says what is missing
     result = repo.playbook("configure", check=False)
     assert result.returncode != 0

@@ -108,7 +108,7 @@ def test_an_unreachable_host_is_never_contacted_nor_reported_as_done(make_repo, 
     assert task_lines(result.stdout, "Keep cluster.yaml, the age key and tfvars out of git") == [
         "changed: [first -> localhost]", "skipping: [second]"]
     assert sorted(p.name for p in repo.root.iterdir() if p.name != ".git") == [
-        ".gitignore", ".schemas", ".sops.yaml", "age.key", "cluster.yaml"]
+        ".age-public-key", ".gitignore", ".schemas", ".sops.yaml", "age.key", "cluster.yaml"]
     # with facts gathered, the unreachable host drops out first, and the reachable one does the work
     gathered = run_play(repo, user_play(tmp_path, ["init"], gather_facts=True), inventory, "-e", f"cluster_root={repo.root}")
     assert recap(gathered.stdout)["second"]["unreachable"] == 1

@@ -109,3 +109,90 @@ def test_age_keygen_alone_generates_keys(tmp_path, monkeypatch):
     identity = _age.generate_identity()
     assert identity.secret.startswith("AGE-SECRET-KEY-1") and identity.recipient and identity.recipient.startswith("age1")
     assert parse_identities(identity.secret, "x")[0].recipient == identity.recipient
+
+
+# ---------------------------------------------------------------------------- .age-public-key
+
+
+def test_the_public_key_file_is_written_once_with_the_recipient_only(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import ensure_public_key_file, read_public_key_file
+
+    recipient = generate_key_file(tmp_path / "age.key")
+    path = tmp_path / ".age-public-key"
+    checked = ensure_public_key_file(tmp_path, recipient, check_mode=True)
+    assert checked.changed and "would be written" in checked.message and not path.exists()
+    written = ensure_public_key_file(tmp_path, recipient)
+    assert written.changed and written.warning is None
+    assert path.read_text() == f"{recipient}\n"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    before = path.stat()
+    again = ensure_public_key_file(tmp_path, recipient)
+    assert not again.changed and again.warning is None
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # an unchanged rerun writes nothing
+    assert read_public_key_file(tmp_path).recipient == recipient
+    # a hand-written one with a comment and no newline is as good
+    path.write_text(f"# the repository's key\n{recipient}")
+    assert not ensure_public_key_file(tmp_path, recipient).changed
+
+
+def test_a_public_key_file_for_another_key_is_left_alone_unless_it_is_being_replaced(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import ensure_public_key_file, generate_identity
+
+    ours, theirs = generate_identity().recipient, generate_identity().recipient
+    path = tmp_path / ".age-public-key"
+    path.write_text(f"{theirs}\n")
+    kept = ensure_public_key_file(tmp_path, ours)
+    assert not kept.changed and theirs in kept.warning and ours in kept.warning
+    assert path.read_text() == f"{theirs}\n"
+    checked = ensure_public_key_file(tmp_path, ours, replace={theirs}, check_mode=True)
+    assert checked.changed and path.read_text() == f"{theirs}\n"
+    replaced = ensure_public_key_file(tmp_path, ours, replace={theirs})
+    assert replaced.changed and "updated" in replaced.message and path.read_text() == f"{ours}\n"
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("", "holds 0 lines"),
+    ("age1abc\nage1def\n", "holds 2 lines"),
+    ("age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\n", "not hold a valid age public key"),
+    ("ssh-ed25519 AAAA\n", "not hold a valid age public key"),
+])
+def test_a_public_key_file_that_is_not_one_recipient_is_a_problem(tmp_path, content, problem):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
+        ensure_public_key_file,
+        generate_identity,
+        read_public_key_file,
+    )
+
+    (tmp_path / ".age-public-key").write_text(content)
+    state = read_public_key_file(tmp_path)
+    assert state.exists and state.recipient is None and problem in state.problem
+    outcome = ensure_public_key_file(tmp_path, str(generate_identity().recipient))
+    assert not outcome.changed and problem in outcome.warning
+    assert (tmp_path / ".age-public-key").read_text() == content
+
+
+def test_a_secret_key_in_the_public_key_file_is_named_but_never_shown(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import read_public_key_file
+
+    generate_key_file(tmp_path / "age.key")
+    (tmp_path / ".age-public-key").write_bytes((tmp_path / "age.key").read_bytes())
+    state = read_public_key_file(tmp_path)
+    assert "SECRET key" in state.problem and "AGE-SECRET-KEY-1" not in state.problem
+    (tmp_path / ".age-public-key").unlink()
+    (tmp_path / ".age-public-key").symlink_to(tmp_path / "age.key")
+    assert "not a regular file" in read_public_key_file(tmp_path).problem
+
+
+def test_the_repository_recipient_is_the_first_key_that_sops_config_lists(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import repository_recipient
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
+
+    first, second = generate_key_file(tmp_path / "a.key"), generate_key_file(tmp_path / "b.key")
+    assert repository_recipient(tmp_path, [first, second]) == first  # no .sops.yaml yet
+    (tmp_path / ".sops.yaml").write_text(default_sops_config([second]))
+    assert repository_recipient(tmp_path, [first, second]) == second
+    assert repository_recipient(tmp_path, [first]) is None  # a key of another repository is never published
+    (tmp_path / ".sops.yaml").write_text("creation_rules: [broken\n")
+    assert repository_recipient(tmp_path, [first, second]) == first

@@ -69,3 +69,36 @@ def test_a_missing_folder_is_one_error(tmp_path):
     report = diagnose(DoctorOptions(root=tmp_path / "absent"))
     [error] = report.findings
     assert (error.severity, error.check, error.message) == ("error", "repository", "not a directory")
+
+
+def test_the_committed_public_key_is_checked_against_the_key_in_use_and_the_rules(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import generate_identity
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    recipient = generate_key_file(root / "age.key")
+    other = str(generate_identity().recipient)
+    environ = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    public = root / ".age-public-key"
+
+    def findings(sops_recipients: list[str]) -> set[tuple[str, str]]:
+        (root / ".sops.yaml").write_text(default_sops_config(sops_recipients))
+        report = diagnose(DoctorOptions(root=root, environ=environ))
+        assert "AGE-SECRET-KEY" not in "\n".join(report.table())
+        return {(f.severity, f.message) for f in report.findings if f.check == "public key"}
+
+    assert findings([recipient]) == {("info", "no .age-public-key: run init (or write the recipient there) so others "
+                                              "can encrypt for this repository")}
+    public.write_text(f"{recipient}\n")
+    assert findings([recipient]) == {("ok", f"public key {recipient}, the key in use, listed in .sops.yaml")}
+    public.write_text("age1-not-a-key\n")
+    [(severity, message)] = findings([recipient])
+    assert severity == "error" and "not hold a valid age public key" in message
+    public.write_text(f"{other}\n")
+    result = findings([recipient])
+    [mismatch] = [message for severity, message in result if severity == "error"]
+    assert other in mismatch and recipient in mismatch  # both public keys named: they are safe to print
+    assert ("warning", f".age-public-key names {other}, which no creation rule of .sops.yaml lists: "
+                       "files are not encrypted for it") in result
+    public.write_text(f"{recipient}\n")
+    assert [severity for severity, _message in findings([other])] == ["warning"]  # the key in use, but not in .sops.yaml

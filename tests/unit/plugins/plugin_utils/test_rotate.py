@@ -125,6 +125,7 @@ def repository(tmp_path: Path, files: dict[str, str] | None = None) -> tuple[Pat
     root.mkdir()
     recipient = generate_key_file(root / "age.key")
     (root / ".sops.yaml").write_text(default_sops_config([recipient]))
+    (root / ".age-public-key").write_text(f"{recipient}\n")  # as init writes it
     sops = Sops.open(root, environ=environ(tmp_path))
     for relpath, text in files.items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +163,8 @@ def assert_only_the_new_key(root: Path, old: Path, before: dict[str, bytes]) -> 
         assert recipients(root, relpath) == {public_key(new)}, relpath
     config = (root / ".sops.yaml").read_text()
     assert public_key(new) in config and public_key(old) not in config
+    assert (root / ".age-public-key").read_text() == f"{public_key(new)}\n"
+    assert stat.S_IMODE((root / ".age-public-key").stat().st_mode) == 0o644
     assert not (root / ".secrets-backup" / "rotate-state.json").exists()
     assert not [p for p in root.rglob("*") if p.name.startswith(".rotate-tmp.") or p.name.endswith(".tmp")]
     assert stat.S_IMODE(new.stat().st_mode) == 0o600
@@ -180,6 +183,7 @@ def test_a_rotation_re_encrypts_everything_for_a_new_key_only(tmp_path):
     snapshot = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     checked = rotate(options, check_mode=True)
     assert sorted(checked.files) == sorted(files) and not checked.changed
+    assert ".age-public-key would name the new public key: commit it" in checked.lines(True)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == snapshot
 
     steps: list[tuple[str, int]] = []
@@ -190,6 +194,7 @@ def test_a_rotation_re_encrypts_everything_for_a_new_key_only(tmp_path):
     assert result.new_recipient == public_key(root / "age.key")
     assert result.removed_recipients == [public_key(old)]
     assert result.stale_key_files == [SOPS_AGE]  # it holds the old key: only configure can re-render it
+    assert ".age-public-key names the new public key: commit it" in result.lines(False)
     assert_only_the_new_key(root, old, before)
     [backup] = (root / ".secrets-backup").glob("age.key.*")
     assert backup.read_bytes() == old.read_bytes() and stat.S_IMODE(backup.stat().st_mode) == 0o600
@@ -222,6 +227,7 @@ def test_a_rotation_stopped_at_any_step_is_finished_by_a_rerun(tmp_path, stop_at
     expected = {public_key(old)} if stop_at.startswith("add") else {public_key(old), public_key(midway)}
     assert all(recipients(root, relpath) == expected for relpath in FILES)
     assert not list(root.rglob(".rotate-tmp.*"))
+    assert (root / ".age-public-key").read_text() == f"{public_key(old)}\n"  # it follows only when the rotation finishes
     # what a kill in the middle of sops or of a write leaves: a ciphertext copy, a write's temporary
     (root / "infrastructure" / ".rotate-tmp.secrets.sops.yaml").write_bytes((root / "infrastructure/secrets.sops.yaml").read_bytes())
     (root / "infrastructure" / ".secrets.sops.yaml.cluster-secrets-abcd1234.tmp").write_text("half written\n")
@@ -229,6 +235,39 @@ def test_a_rotation_stopped_at_any_step_is_finished_by_a_rerun(tmp_path, stop_at
     result = rotate(options)
     assert result.resumed and sorted(result.files) == sorted(FILES)
     assert_only_the_new_key(root, old, before)
+
+
+def test_a_rotation_stopped_after_the_public_key_file_is_finished_by_a_rerun(tmp_path, monkeypatch):
+    root, old = repository(tmp_path, {"infrastructure/secrets.sops.yaml": FILES["infrastructure/secrets.sops.yaml"]})
+    options = RotateOptions(root=root, environ=environ(tmp_path))
+    real_write = _rotate.atomic_write
+
+    def crash_on_the_final_key_file(path, content, mode=None):
+        if path == root / "age.key" and len(parse_identities(content.decode(), "x")) == 1:
+            raise Stop  # .age-public-key is written, the key file still holds both keys, the journal is there
+        real_write(path, content, mode=mode)
+
+    monkeypatch.setattr(_rotate, "atomic_write", crash_on_the_final_key_file)
+    with pytest.raises(Stop):
+        rotate(options)
+    new_recipient = (root / ".age-public-key").read_text().strip()
+    assert new_recipient != public_key(old) and (root / ".secrets-backup" / "rotate-state.json").is_file()
+    monkeypatch.setattr(_rotate, "atomic_write", real_write)
+    written = (root / ".age-public-key").stat()
+    result = rotate(options)
+    assert result.resumed and result.new_recipient == new_recipient and not result.warnings
+    assert_only_the_new_key(root, old, {"infrastructure/secrets.sops.yaml": FILES["infrastructure/secrets.sops.yaml"].encode()})
+    assert (root / ".age-public-key").stat().st_mtime_ns == written.st_mtime_ns  # already right: not written again
+
+
+def test_a_public_key_file_for_an_unrelated_key_is_left_alone_with_a_warning(tmp_path):
+    root, _old = repository(tmp_path, {"infrastructure/secrets.sops.yaml": FILES["infrastructure/secrets.sops.yaml"]})
+    unrelated = generate_key_file(tmp_path / "unrelated.key")
+    (root / ".age-public-key").write_text(f"{unrelated}\n")
+    result = rotate(RotateOptions(root=root, environ=environ(tmp_path)))
+    assert (root / ".age-public-key").read_text() == f"{unrelated}\n"
+    assert any(unrelated in warning and result.new_recipient in warning for warning in result.warnings)
+    assert not any(".age-public-key names" in line for line in result.lines(False))
 
 
 def test_data_keys_rotation_keeps_recipients(tmp_path):
@@ -244,6 +283,7 @@ def test_data_keys_rotation_keeps_recipients(tmp_path):
         assert decrypt(root, relpath, old) == FILES[relpath].encode()
         assert recipients(root, relpath) == {public_key(old)}
     assert (root / "age.key").read_bytes() == old.read_bytes()
+    assert (root / ".age-public-key").read_text() == f"{public_key(old)}\n"  # data keys never touch it
 
 
 def test_a_broken_journal_stops_the_rotation(tmp_path):
