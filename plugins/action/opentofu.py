@@ -51,6 +51,7 @@ class ActionModule(ClusterSecretsAction):
             confirm=args["confirm"],
             init_required=args["init_required"],
             timeout=args["timeout"],
+            allow_local_state=args["allow_local_state"],
             progress=progress_printer(args["command"], host) if streams else None,
         )
         outcome = run_opentofu(options, check_mode=self.check_mode, diff=self.diff_mode)

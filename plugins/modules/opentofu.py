@@ -9,12 +9,17 @@ module: opentofu
 short_description: Run OpenTofu init, plan, apply or destroy with SOPS-encrypted secrets passed in memory
 version_added: 0.1.0
 description:
-  - Decrypts C(infrastructure/secrets.sops.yaml) and every C(*.tfvars.sops.*) file in the OpenTofu folder in memory
+  - Decrypts C(infrastructure/secrets.sops.yaml), every C(*.tfvars.sops.*) file and every C(*.tfvars.enc) file
+    (such as C(terraform.tfvars.enc), an HCL tfvars file encrypted whole by sops) in the OpenTofu folder in memory
     and runs C(tofu) (else C(terraform)) with the HTTP state backend credentials as E(TF_HTTP_USERNAME) and
     E(TF_HTTP_PASSWORD), and every decrypted value as E(TF_VAR_<key>), in the child process environment only.
     No plaintext tfvars file, plan file or log is written.
-  - C(init) runs only when C(backend.tf) exists and C(tfstate_password) is set and not a C(CHANGE-ME) placeholder;
-    otherwise it is skipped with a one-line reason. It is also skipped when nothing changed since the last
+  - The secrets file is optional when tfvars files exist; such a tfvars-only project needs no C(tfstate_password),
+    and no state backend credentials are passed.
+  - Reading C(*.tfvars.enc) needs the Python package C(python-hcl2) on the controller.
+  - C(init) runs only when a C(.tf) file declares a remote state backend (or O(allow_local_state=true)) and, when the
+    secrets file exists, C(tfstate_password) is set and not a C(CHANGE-ME) placeholder; otherwise it is skipped with
+    a one-line reason. It is also skipped when nothing changed since the last
     successful init (configuration files, backend settings, binary and credentials), so a rerun reports no change.
   - An C(init) failure becomes a warning that names the cause (credentials rejected, backend unreachable, provider
     registry unreachable, lock held, binary missing, configuration invalid) and the next step, unless
@@ -83,6 +88,14 @@ options:
       - Applies to C(plan), C(apply), C(destroy), and to C(init) when O(init_required=true).
     type: bool
     default: true
+  allow_local_state:
+    description:
+      - Run even when no C(.tf) file in O(tofu_dir) declares a remote state backend (a C(backend) block other than
+        C(local), or C(cloud)). The state is then a local C(terraform.tfstate) in O(tofu_dir), which holds every
+        variable and resource attribute, secrets included, in plaintext; the task warns about it.
+      - When false, C(plan), C(apply) and C(destroy) refuse such a configuration and C(init) is skipped.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full

@@ -136,6 +136,7 @@ OPENTOFU_SPEC = combine(REPOSITORY_OPTIONS, SOPS_OPTIONS, {
     "arguments": {"type": "list", "elements": "str", "default": []},
     "timeout": {"type": "int", "default": 1800},
     "progress": {"type": "bool", "default": True},
+    "allow_local_state": {"type": "bool", "default": False},
 })
 
 RENDER_SPEC = combine(REPOSITORY_OPTIONS, CLUSTER_VARS_OPTIONS, SOPS_OPTIONS, {

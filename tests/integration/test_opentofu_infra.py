@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import recap_changed
-from tests.integration.opentofu_support import files_containing, now, set_cluster_vars, tofu_env, wire_repo
+from tests.integration.opentofu_support import encrypt_tfvars, files_containing, now, set_cluster_vars, tofu_env, wire_repo
 
 
 def outputs(state: dict | None) -> dict:
@@ -129,3 +130,81 @@ def test_no_secret_in_output_or_on_disk(make_repo, tfstate_server, tofu_binary, 
     leaks = files_containing(secrets, [tmp_path], skip=[repo.root / "cluster.yaml"])
     leaks += files_containing(secrets, [Path(tempfile.gettempdir())], newer_than=started, skip=[repo.root / "cluster.yaml"])
     assert leaks == []
+
+
+ENC = "infrastructure/tofu/terraform.tfvars.enc"
+# A variable the plan must see with the right value: the validation fails otherwise, and the output shows its hash.
+ENC_CHECK_TF = """\
+variable "contabo_client_secret" {{
+  type      = string
+  sensitive = true
+  validation {{
+    condition     = sha256(var.contabo_client_secret) == "{sha}"
+    error_message = "The contabo_client_secret value did not arrive from terraform.tfvars.enc."
+  }}
+}}
+variable "dns_zones" {{
+  type = list(string)
+}}
+output "enc_secret_sha256" {{
+  value = nonsensitive(sha256(var.contabo_client_secret))
+}}
+output "dns_zones" {{
+  value = join(",", var.dns_zones)
+}}
+"""
+
+
+def tfvars_secret() -> tuple[str, str]:
+    """A fresh secret (as the binary must see it) and how it is written in HCL (quotes and a template escaped)."""
+    tag = hashlib.sha256(str(now()).encode()).hexdigest()[:24]
+    return f'contabo:{tag} "q" ${{lit}}', f'contabo:{tag} \\"q\\" $${{lit}}'
+
+
+def test_encrypted_hcl_tfvars_reach_plan_and_never_show(wired, tfstate_server, tofu_binary, tmp_path):
+    started = now()
+    repo, env, _token = wired
+    secret, written = tfvars_secret()
+    sha = hashlib.sha256(secret.encode()).hexdigest()
+    repo.write("infrastructure/tofu/enc_check.tf", ENC_CHECK_TF.format(sha=sha))
+    sops_dir = tmp_path / "sops-cwd"
+    sops_dir.mkdir()
+    encrypt_tfvars(repo, ENC, f'# Contabo credentials\ncontabo_client_secret = "{written}"\ndns_zones = ["a.io", "b.io"]\n',
+                   sops_dir)
+    assert secret.encode() not in (repo.root / ENC).read_bytes()
+    plan = repo.playbook("infra", "-vvvv", "-e", "opentofu_command=plan", env=env)
+    # The plan saw the value (the validation passed too), and the list; values of 8+ characters would be masked.
+    assert re.search(rf'enc_secret_sha256\s+= "{sha}"', plan.stdout)
+    assert re.search(r'dns_zones\s+= "a.io,b.io"', plan.stdout)
+    assert "infrastructure/tofu/terraform.tfvars.enc" in plan.stdout  # among the secret sources
+    applied = repo.playbook("infra", "-vvvv", "-e", "opentofu_command=apply", "-e", "opentofu_confirm=apply", env=env)
+    assert outputs(tfstate_server.store.state("proxmox"))["enc_secret_sha256"] == sha
+    for run in (plan, applied):
+        assert secret not in run.stdout and secret.split()[0] not in run.stdout
+    # A wrong value is caught by the validation: proof that the check above is not vacuous.
+    repo.write("infrastructure/tofu/enc_check.tf", ENC_CHECK_TF.format(sha="0" * 64))
+    wrong = repo.playbook("infra", "-e", "opentofu_command=plan", env=env, check=False)
+    assert wrong.returncode != 0 and "did not arrive from terraform.tfvars.enc" in wrong.stdout
+    assert secret not in wrong.stdout
+    # Nothing plaintext on disk: not in the repository, the test's folders, or the temporary directory.
+    assert not list((repo.root / "infrastructure/tofu").glob("*.tfvars"))
+    assert files_containing([secret], [tmp_path]) == []
+    assert files_containing([secret], [Path(tempfile.gettempdir())], newer_than=started) == []
+
+
+def test_a_tfvars_only_project_without_a_backend_needs_allow_local_state(make_repo, tofu_binary, tmp_path):
+    repo = make_repo(demo=False)
+    secret, written = tfvars_secret()
+    repo.write("infrastructure/tofu/main.tf", ENC_CHECK_TF.format(sha=hashlib.sha256(secret.encode()).hexdigest()))
+    sops_dir = tmp_path / "sops-cwd"
+    sops_dir.mkdir()
+    encrypt_tfvars(repo, ENC, f'contabo_client_secret = "{written}"\ndns_zones = []\n', sops_dir)
+    env = tofu_env(repo, tofu_binary)
+    refused = repo.playbook("infra", "-e", "opentofu_command=plan", env=env, check=False)
+    assert refused.returncode != 0
+    assert "no remote state backend" in refused.stdout and "opentofu_allow_local_state=true" in refused.stdout
+    plan = repo.playbook("infra", "-vvvv", "-e", "opentofu_command=plan", "-e", "opentofu_allow_local_state=true", env=env)
+    said = " ".join(plan.stdout.split())  # warnings are wrapped
+    assert "[WARNING]" in said and "terraform.tfstate, which holds every variable" in said and "in plaintext" in said
+    assert hashlib.sha256(secret.encode()).hexdigest() in plan.stdout
+    assert secret not in plan.stdout

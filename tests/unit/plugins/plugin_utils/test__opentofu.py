@@ -327,3 +327,50 @@ def test_progress_sees_every_line_scrubbed_while_it_runs(workdir):
     assert "creating with ********" in seen and "warn: ********" in seen and "done" in seen
     assert not any(TOKEN in line or PASSWORD in line for line in seen)
     assert TOKEN not in outcome.stdout and "done" in outcome.stdout
+
+
+# ---------------------------------------------------------------------------- local state, tfvars-only projects
+
+LOCAL_PLAN = 'echo "$TF_VAR_region" > seen; exit 0\n'
+
+
+def tfvars_only(workdir: TofuOptions, backend: str | None) -> dict[str, dict[str, Any]]:
+    """A project with no secrets file: a variables file, an optional backend, and an encrypted tfvars file."""
+    (workdir.workdir / "backend.tf").unlink()
+    (workdir.workdir / "main.tf").write_text('variable "region" {}\n' + (backend or ""))
+    (workdir.workdir / "x.tfvars.sops.yaml").write_text("sops: {}\n")
+    return {"infrastructure/tofu/x.tfvars.sops.yaml": {"region": "eu-central"}}
+
+
+@pytest.mark.parametrize("backend", [None, 'terraform {\n  backend "local" {}\n}\n', '# backend "http" {}\n'])
+def test_local_state_is_refused_unless_allowed(workdir, backend):
+    tfvars = tfvars_only(workdir, backend)
+    binary = fake_binary(workdir, 'case "$1" in init) exit 0;; plan) ' + LOCAL_PLAN + ' esac\n')
+    workdir.binary = str(binary)
+    workdir.command = "plan"
+    refused = run_opentofu(workdir, sops=NoSops(workdir.root), tfvars=tfvars)
+    assert refused.failed and refused.cause == "config"
+    assert "no remote state backend" in refused.msg and "opentofu_allow_local_state=true" in refused.msg
+    workdir.command = "init"
+    assert run_opentofu(workdir, sops=NoSops(workdir.root), tfvars=tfvars).skipped
+    workdir.allow_local_state = True
+    workdir.command = "plan"
+    allowed = run_opentofu(workdir, sops=NoSops(workdir.root), tfvars=tfvars)
+    assert not allowed.failed and allowed.rc == 0, allowed.msg
+    assert any("plaintext" in w and "terraform.tfstate" in w for w in allowed.warnings)
+    assert (workdir.workdir / "seen").read_text().strip() == "eu-central"
+    assert allowed.variables == ["region"] and allowed.sources == ["infrastructure/tofu/x.tfvars.sops.yaml"]
+    # init is remembered without a backend state file: the next plan does not init again.
+    assert not run_opentofu(workdir, sops=NoSops(workdir.root), tfvars=tfvars).init_reasons
+
+
+def test_a_tfvars_only_project_runs_without_backend_credentials(workdir):
+    tfvars = tfvars_only(workdir, 'terraform {\n  backend "s3" {}\n}\n')
+    env_dump = 'env | grep -c "^TF_HTTP_PASSWORD=" > creds; '
+    binary = fake_binary(workdir, f'case "$1" in init) {INIT_OK} ;; plan) {env_dump}{LOCAL_PLAN} esac\n')
+    workdir.binary = str(binary)
+    workdir.command = "plan"
+    outcome = run_opentofu(workdir, sops=NoSops(workdir.root), tfvars=tfvars)
+    assert not outcome.failed and not outcome.warnings, outcome.msg
+    assert (workdir.workdir / "seen").read_text().strip() == "eu-central"
+    assert (workdir.workdir / "creds").read_text().strip() == "0"

@@ -216,3 +216,55 @@ def test_a_real_door_decrypts_a_real_file(options):
     with pytest.raises(OpenTofuError) as caught:
         load_secrets(options, Sops(options.root, AgeKeys([stranger], ["stranger"])))
     assert caught.value.cause == "secrets" and SECRETS in str(caught.value) and PASSWORD not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- terraform.tfvars.enc: HCL, encrypted whole
+
+ENC = "infrastructure/tofu/terraform.tfvars.enc"
+
+
+def test_encrypted_hcl_tfvars_are_decrypted_and_parsed(options):
+    place(options, SECRETS)
+    place(options, "infrastructure/tofu/a.tfvars.sops.yaml")
+    place(options, ENC, b'{"data": "ENC[...]", "sops": {}}')
+    place(options, "infrastructure/tofu/zz.auto.tfvars.enc", b'{"data": "ENC[...]", "sops": {}}')
+    door = FakeSops(options.root, {
+        SECRETS: b"tfstate_password: pw\n",
+        "infrastructure/tofu/a.tfvars.sops.yaml": b"region: eu\nsize: 1\n",
+        ENC: f'contabo_secret = "{TOKEN}"\nsize = 2\nzones = ["a", "b"]\n'.encode(),
+        "infrastructure/tofu/zz.auto.tfvars.enc": b"size = 3\n",
+    })
+    loaded = load_secrets(options, door)
+    assert loaded is not None
+    # terraform.tfvars.enc after the *.tfvars.sops.* files, then the other *.tfvars.enc: later ones win a clash.
+    assert loaded.sources == [SECRETS, "infrastructure/tofu/a.tfvars.sops.yaml", ENC, "infrastructure/tofu/zz.auto.tfvars.enc"]
+    assert loaded.tfvars == {"region": "eu", "size": 3, "contabo_secret": TOKEN, "zones": ["a", "b"]}
+    env = loaded.var_env()
+    assert env["TF_VAR_contabo_secret"] == TOKEN and env["TF_VAR_zones"] == '["a", "b"]' and env["TF_VAR_size"] == "3"
+    assert TOKEN in loaded.scrub_values()
+
+
+def test_a_tfvars_only_project_needs_no_secrets_file(options):
+    place(options, ENC)
+    door = FakeSops(options.root, {ENC: b'api_token = "tok-123456789"\n'})
+    loaded = load_secrets(options, door)
+    assert loaded is not None and not loaded.has_secrets_file and not loaded.configured
+    assert loaded.sources == [ENC] and loaded.values == {}
+    assert loaded.http_env() == {} and loaded.var_env() == {"TF_VAR_api_token": "tok-123456789"}
+    assert door.decrypted == [ENC]
+
+
+def test_a_real_door_decrypts_a_binary_sops_tfvars_file(options):
+    """The real sops binary, binary format (as `sops encrypt --input-type binary --output-type binary` writes it)."""
+    recipient = generate_key_file(options.root / "age.key")
+    (options.root / ".sops.yaml").write_text(f"creation_rules:\n  - path_regex: \\.enc$\n    age: {recipient}\n")
+    door = Sops.open(options.root, environ={"HOME": str(options.root / "home")})
+    plaintext = f'password = "{PASSWORD}"\nports = [80, 443]\n'.encode()
+    ciphertext = door.encrypt(plaintext, ENC)
+    assert PASSWORD.encode() not in ciphertext and b'"data": "ENC[' in ciphertext
+    place(options, ENC, ciphertext)
+    loaded = load_secrets(options, door)
+    assert loaded is not None and loaded.tfvars == {"password": PASSWORD, "ports": [80, 443]}
+    assert loaded.var_env() == {"TF_VAR_password": PASSWORD, "TF_VAR_ports": "[80, 443]"}
+    assert PASSWORD.encode() not in b"".join(p.read_bytes() for p in options.root.rglob("*") if p.is_file()
+                                             and p.name != "age.key")
