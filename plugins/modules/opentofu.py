@@ -40,8 +40,11 @@ options:
     description:
       - What to run. C(init) alone never changes infrastructure.
       - C(apply) runs C(plan -detailed-exitcode) first and applies only when it reports changes.
+      - C(example) writes C(terraform.tfvars.example) in O(tofu_dir), every variable the C(.tf) files declare with its
+        description and no value (for a C(terraform.tfvars.enc) to be made from), and needs neither the binary nor
+        any secret.
     type: str
-    choices: [init, plan, apply, destroy]
+    choices: [init, plan, apply, destroy, example]
     default: init
   confirm:
     description:

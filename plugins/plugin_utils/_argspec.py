@@ -29,7 +29,7 @@ Spec = dict[str, dict[str, Any]]
 # Defaults the module documentation states word for word; the unit test checks them against the constants of
 # _sops_files, _opentofu_options and _rotate_result, which are not imported here so that this table stays free of their imports.
 SECRET_FILE_PATTERN = r"\.sops\.[^/]+$"  # noqa: S105 - a file name pattern, not a password
-OPENTOFU_COMMANDS = ["init", "plan", "apply", "destroy"]
+OPENTOFU_COMMANDS = ["init", "plan", "apply", "destroy", "example"]
 ROTATE_MODES = ["age_key", "data_keys"]
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write
 from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_causes import (
     CAUSE_LABELS,
     Run,
@@ -48,11 +49,13 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_marker i
 from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_options import (
     BACKEND_FILE,
     CONFIRMED_COMMANDS,
+    EXAMPLE_FILE,
     OpenTofuError,
     TofuOptions,
     remote_backend,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_secrets import InfraSecrets, load_secrets
+from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_tfvars import tfvars_example
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secrecy import scrub
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
 
@@ -283,9 +286,31 @@ def run_opentofu(options: TofuOptions, check_mode: bool = False, diff: bool = Fa
         return outcome
 
 
+def _write_example(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool) -> Outcome:
+    """``terraform.tfvars.example`` beside the configuration: names and descriptions only, written when it differs."""
+    if not options.workdir.is_dir():
+        raise OpenTofuError(f"{options.tofu_dir} does not exist: nothing declares variables yet (run configure first, or set "
+                            "opentofu_dir)", "usage")
+    content = tfvars_example(options.workdir, options.tofu_dir)
+    target = options.workdir / EXAMPLE_FILE
+    before = target.read_bytes() if target.is_file() else None
+    outcome.changed = before != content
+    verb = ("would be" if check_mode else "was") + (" written" if before is None else " updated")
+    outcome.msg = (f"{options.tofu_dir}/{EXAMPLE_FILE} {verb}" if outcome.changed
+                   else f"{options.tofu_dir}/{EXAMPLE_FILE} is up to date")
+    if outcome.changed and not check_mode:
+        atomic_write(target, content, mode=0o644)
+    if diff and outcome.changed:
+        outcome.diff = {"before_header": f"{options.tofu_dir}/{EXAMPLE_FILE}", "after_header": f"{options.tofu_dir}/{EXAMPLE_FILE}",
+                        "before": (before or b"").decode("utf-8", "replace"), "after": content.decode()}
+    return outcome
+
+
 def _run(options: TofuOptions, outcome: Outcome, check_mode: bool, diff: bool,
          read_secrets: Callable[[], InfraSecrets | None]) -> Outcome:
     command = options.command
+    if command == "example":
+        return _write_example(options, outcome, check_mode, diff)
     if command in CONFIRMED_COMMANDS and not check_mode and options.confirm != command:
         raise OpenTofuError(f"opentofu_command={command} changes real infrastructure; confirm it with "
                             f"-e opentofu_confirm={command} (or run with --check to see the plan first)", "usage")

@@ -19,7 +19,9 @@ from pathlib import Path
 TOFU_DIR = "infrastructure/tofu"
 SECRETS_FILE = "infrastructure/secrets.sops.yaml"
 BACKEND_FILE = "backend.tf"
-COMMANDS = ("init", "plan", "apply", "destroy")
+# What the `example` command writes: every variable the configuration declares, without values (committed).
+EXAMPLE_FILE = "terraform.tfvars.example"
+COMMANDS = ("init", "plan", "apply", "destroy", "example")
 CONFIRMED_COMMANDS = ("apply", "destroy")
 CONFIG_GLOBS = ("*.tf", "*.tf.json", "*.tofu")
 # A `backend "<type>" {` (any type but local) or a `cloud {` block: the state lives elsewhere than in the folder.

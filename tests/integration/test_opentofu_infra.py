@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import recap_changed
-from tests.integration.opentofu_support import encrypt_tfvars, files_containing, now, set_cluster_vars, tofu_env, wire_repo
+from tests.integration.opentofu_support import (
+    encrypt_tfvars,
+    files_containing,
+    now,
+    path_without_tofu,
+    set_cluster_vars,
+    tofu_env,
+    wire_repo,
+)
 
 
 def outputs(state: dict | None) -> dict:
@@ -208,3 +216,21 @@ def test_a_tfvars_only_project_without_a_backend_needs_allow_local_state(make_re
     assert "[WARNING]" in said and "terraform.tfstate, which holds every variable" in said and "in plaintext" in said
     assert hashlib.sha256(secret.encode()).hexdigest() in plan.stdout
     assert secret not in plan.stdout
+
+
+def test_the_tfvars_example_names_every_variable_and_no_value(wired, tfstate_server):
+    repo, env, token = wired
+    seen = len(tfstate_server.store.requests)
+    first = repo.playbook("infra", "-e", "opentofu_command=example", env={**env, "PATH": path_without_tofu()})
+    example = repo.root / "infrastructure/tofu/terraform.tfvars.example"
+    assert recap_changed(first.stdout) == 1 and "terraform.tfvars.example was written" in first.stdout
+    text = example.read_text()
+    assert 'proxmox_api_token_secret = ""  # sensitive: required' in text
+    assert token not in text and tfstate_server.store.password not in text
+    assert len(tfstate_server.store.requests) == seen  # no binary, no backend
+    again = repo.playbook("infra", "-e", "opentofu_command=example", env=env)
+    assert recap_changed(again.stdout) == 0 and example.read_text() == text
+    # init writes it as well when asked, for a repository whose OpenTofu folder exists.
+    example.unlink()
+    repo.playbook("init", "-e", "init_tfvars_example=true", env=env)
+    assert example.read_text() == text

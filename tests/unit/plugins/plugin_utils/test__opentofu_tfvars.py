@@ -91,3 +91,28 @@ def test_a_missing_parser_names_the_pip_package(monkeypatch):
     with pytest.raises(OpenTofuError, match="pip install python-hcl2") as caught:
         parse_tfvars(b'a = "b"\n', RELPATH)
     assert caught.value.cause == "secrets"
+
+
+def test_the_example_lists_every_variable_without_values(tmp_path):
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu import run_opentofu
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._opentofu_options import TofuOptions
+
+    folder = tmp_path / "infrastructure/tofu"
+    folder.mkdir(parents=True)
+    (folder / "variables.tf").write_text('variable "proxmox_token" {\n  description = "The API token"\n  type = string\n'
+                                         '  sensitive = true\n}\nvariable "replicas" {\n  default = 3\n}\n')
+    (folder / "main.tf").write_text('variable "zone" {}\nresource "terraform_data" "x" {}\n')
+    options = TofuOptions(root=tmp_path, command="example", environ={"PATH": ""})  # no binary, no sops needed
+    checked = run_opentofu(options, check_mode=True)
+    assert checked.changed and "would be written" in checked.msg and not (folder / "terraform.tfvars.example").exists()
+    done = run_opentofu(options)
+    text = (folder / "terraform.tfvars.example").read_text()
+    assert done.changed and not done.failed
+    assert '# The API token\nproxmox_token = ""  # sensitive: required\n' in text
+    assert '# replicas = ""  # optional (has a default)\n' in text and 'zone = ""  # required\n' in text
+    assert text.index("zone") < text.index("proxmox_token")  # main.tf before variables.tf, each in its order
+    again = run_opentofu(options)
+    assert not again.changed and "is up to date" in again.msg
+    (folder / "broken.tf").write_text('variable "x" {\n')
+    failed = run_opentofu(options)
+    assert failed.failed and "broken.tf does not parse as HCL" in failed.msg
