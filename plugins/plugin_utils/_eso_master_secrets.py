@@ -22,7 +22,8 @@ import yaml
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_manifests import LABELS, object_metadata
 from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import ExternalSecretsError, Settings
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, SopsToolError, parallel_map
+from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, SopsToolError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import damaged_secret_file
 
 SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")

@@ -12,10 +12,10 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+
+from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
 
 # Temporary files sit beside their target (so the rename is atomic), private (0600), and named so that a crash
 # leaves them findable: ``.<name>.cluster-secrets-XXXXXXXX.tmp``. init's .gitignore covers the pattern; the next
@@ -24,7 +24,6 @@ TEMP_MARK = ".cluster-secrets-"
 TEMP_GITIGNORE_PATTERN = "*.cluster-secrets-*.tmp"
 # Flushes to disk in flight at once: the wait is the disk's, and a few in parallel let it batch them.
 FSYNC_THREADS = 8
-T = TypeVar("T")
 
 
 def _temp_prefix(path: Path) -> str:
@@ -110,7 +109,7 @@ def atomic_write_many(items: list[tuple[Path, bytes, int | None]] | list[tuple[P
                 handle.write(content)
         # Flushing waits on the disk, not the CPU: several at a time (each temporary reached the disk before any rename),
         # while the temporaries are still 0600 (readable by their owner whatever mode the target gets).
-        _in_parallel(_fsync_file, [tmp_name for tmp_name, _path in staged])
+        parallel_map(_fsync_file, [tmp_name for tmp_name, _path in staged], FSYNC_THREADS)
         for (tmp_name, _path), mode in zip(staged, modes, strict=True):
             os.chmod(tmp_name, mode)
     except BaseException:
@@ -151,18 +150,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def _fsync_dirs(directories: Iterable[Path]) -> None:
     """Make the renames durable: fsync the folders written to (not every file system on the host)."""
-    _in_parallel(_fsync_dir, sorted(directories))
-
-
-def _in_parallel(func: Callable[[T], None], items: list[T]) -> None:
-    """``func`` on every item, a few threads at a time; the first error is raised once all are done."""
-    if len(items) <= 1:
-        for item in items:
-            func(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(FSYNC_THREADS, len(items))) as pool:
-        for _done in pool.map(func, items):
-            pass
+    parallel_map(_fsync_dir, sorted(directories), FSYNC_THREADS)
 
 
 def private_dir(path: Path) -> Path:

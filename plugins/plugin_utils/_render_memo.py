@@ -144,16 +144,15 @@ def inputs_digest(key: bytes, snapshot: Snapshot, outputs: Iterable[str], finger
     return digest.hexdigest()
 
 
-def remembered(memo: Any, key: bytes | None, root: Path, settings: RenderSettings, extra: Iterable[Path],
-               fingerprint: str) -> dict[str, Any] | None:
-    """The last run's memo when nothing it depends on changed (then nothing needs rendering), else None."""
-    if key is None or not isinstance(memo, dict) or memo.get("version") != VERSION:
+def remembered(memo: Any, key: bytes, root: Path, snapshot: Snapshot, fingerprint: str) -> dict[str, Any] | None:
+    """The last run's memo when nothing it depends on changed (then nothing needs rendering), else None.
+
+    ``snapshot`` is this run's, taken before anything is rendered (the same one a full run then remembers).
+    """
+    if snapshot.unsure or not isinstance(memo, dict) or memo.get("version") != VERSION:
         return None
     outputs = memo.get("outputs")
     if not isinstance(outputs, dict) or output_state(root, outputs) != outputs:
-        return None
-    snapshot = take_snapshot(root, settings, extra)
-    if snapshot.unsure:
         return None
     digest = inputs_digest(key, snapshot, outputs, fingerprint, memo.get("env_keys") or [], memo.get("plugin_files") or [])
     return memo if hmac.compare_digest(digest, str(memo.get("inputs", ""))) else None

@@ -178,11 +178,12 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     vars_modes = {str(p): mode for p in layout.vars_files if (mode := permission_bits(p)) is not None}
     memo_key = cache.key if options.cache and validation is not None else None
     fingerprint = _memo_fingerprint(options, validation)
-    memo = remembered(cache.data.get("render"), memo_key, root, layout.settings, options.extra_inputs, fingerprint)
+    # What this run may read, taken once before anything is rendered: compared with the last run's, or remembered.
+    snapshot = take_snapshot(root, layout.settings, options.extra_inputs) if memo_key is not None else None
+    memo = remembered(cache.data.get("render"), memo_key, root, snapshot, fingerprint) if memo_key is not None and snapshot is not None else None
     if memo is not None and _still_ignored(root, memo):
         return _remembered_plan(options, cluster, sops, memo, [*layout.warnings, *readable_vars_warnings(
             layout.vars_files, cache.data, secret_values(cluster.data), vars_modes)])
-    snapshot = take_snapshot(root, layout.settings, options.extra_inputs) if memo_key is not None else None
     result = _render(options, layout, cluster, data, cache_path)
     if result.undefined and options.undefined == "strict":
         raise ConfigureError(undefined_message(result.undefined, strict=True))
@@ -190,7 +191,6 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
     planned = _plan_rendered(options, cluster, result, secret_re, sops, cache)
-    planned.lasting_warnings = [w for w in planned.warnings if "exists unencrypted" not in w]
     planned.warnings[:0] = layout.warnings + readable_vars_warnings(layout.vars_files, cache.data, secret_values(cluster.data),
                                                                     vars_modes)
     planned.stale_temps = stale_temp_files(root / f.path for f in planned.files)
@@ -267,6 +267,8 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, result: Rend
     if problems:
         raise ConfigureError(format_findings(problems, "rendered files"))
     warnings = [finding.render() for finding in leaks if finding.severity != "error"]
+    # What rendering says again on every run with the same input (not what this run's writing will settle).
+    lasting = list(warnings)
     secret_paths = sorted(p for p in rendered if is_secret_file(p, secret_re))
 
     if SOPS_CONFIG_NAME not in rendered and not sops.config_path.exists() and secret_paths:
@@ -293,7 +295,8 @@ def _plan_rendered(options: ConfigureOptions, cluster: ClusterVars, result: Rend
             item.mode = result.modes.get(item.path) or (new_mode if item.state == "created" else None)
         files += secrets
     return Plan(root, sorted(files, key=lambda f: f.path), options=options, cluster=cluster, sops=sops, warnings=warnings,
-                cache=cache if options.cache else None, plaintexts={path: rendered[path] for path in secret_paths})
+                cache=cache if options.cache else None, plaintexts={path: rendered[path] for path in secret_paths},
+                lasting_warnings=lasting)
 
 
 def _single(value: Any) -> Any:

@@ -30,11 +30,13 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeKey
 from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import FileChange
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_dir
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import flatten_document
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, SopsToolError, parallel_map
+from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, SopsToolError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import (
     SOPS_CONFIG_NAME,
     damaged_secret_file,
     rule_fingerprint,
+    rule_for,
     rule_recipients,
     sops_format,
 )
@@ -171,19 +173,21 @@ def plan_secret_files(sops: Sops, desired: Mapping[str, bytes], cache: Plaintext
     """
     warnings = warnings if warnings is not None else []
     try:
-        rules_known = bool(sops.rules)
+        rules = sops.rules  # parsed here, so a broken .sops.yaml is one clear error before anything else
     except SopsToolError as exc:
         raise error(str(exc)) from None
     own = set(sops.keys.recipients)
     planned: dict[str, FileChange] = {}
+    matched: dict[str, dict[str, Any]] = {}
     fingerprints: dict[str, str] = {}
     to_decrypt: list[str] = []
     problems: list[str] = []
     for path in sorted(desired):
-        rule = sops.rule(path) if rules_known else None
+        rule = rule_for(path, rules)
         if rule is None:
             problems.append(f"{path}: no creation rule in {SOPS_CONFIG_NAME} matches this path; add a path_regex for it")
             continue
+        matched[path] = rule
         fingerprint = fingerprints[path] = rule_fingerprint(rule)
         status = sops.status(path)
         if status.content is None:
@@ -224,7 +228,7 @@ def plan_secret_files(sops: Sops, desired: Mapping[str, bytes], cache: Plaintext
             continue
         status, item = sops.status(path), planned[path]
         old, new = parse_pair(plaintext, desired[path], path)
-        if old == new and status.recipients == rule_recipients(sops.rule(path) or {}):
+        if old == new and status.recipients == rule_recipients(matched[path]):
             item.state = "unchanged"
             if cache is not None and status.content is not None:
                 cache.files[path] = cache.entry(status.content, desired[path], fingerprints[path])

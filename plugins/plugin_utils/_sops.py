@@ -24,11 +24,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeIdentity, AgeKeyError, AgeKeys, find_age_keys
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import private_tempfile
@@ -52,11 +51,9 @@ except ImportError:  # pragma: no cover - depends on the installed collections
         pass
 
 
-__all__ = ["FileStatus", "Sops", "SopsToolError", "find_sops_binary", "parallel_map"]
+__all__ = ["FileStatus", "Sops", "SopsToolError", "find_sops_binary"]
 
 SOPS_TIMEOUT = 120
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def find_sops_binary(explicit: str | None = None) -> str:
@@ -104,15 +101,6 @@ def _is_script(path: str) -> bool:
         return False
 
 
-def parallel_map(func: Callable[[T], R], items: list[T], workers: int | None = None) -> list[R]:
-    """Run ``func`` over ``items`` on a few threads (each call waits on a sops process)."""
-    if len(items) <= 1:
-        return [func(item) for item in items]
-    workers = workers or max(2, min(8, (os.cpu_count() or 2) * 2))
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        return list(pool.map(func, items))
-
-
 @dataclass(frozen=True)
 class FileStatus:
     """A file as it is on disk, read once: its bytes, its sops format and its sops metadata (None: not encrypted)."""
@@ -148,7 +136,11 @@ class Sops:
         self.keys = keys
         self._explicit_binary = sops_binary
         self._binary: str | None = None
-        self._config_text: bytes | None = None
+        # A .sops.yaml this run is about to write (use_config), and the one on disk as read.
+        self._planned_config: bytes | None = None
+        self._disk_config: bytes | None = None
+        # Whether the planned rules must reach sops through a private temporary (None: not known yet).
+        self._config_needs_temp: bool | None = None
         self._rules: list[dict[str, Any]] | None = None
         self._status: dict[str, FileStatus] = {}
         self._lock = threading.Lock()
@@ -178,13 +170,24 @@ class Sops:
 
     def use_config(self, text: bytes | None) -> None:
         """The creation rules this run encrypts with: ``text`` (a .sops.yaml about to be written), or the file on disk."""
-        self._config_text, self._rules = text, None
+        self._planned_config, self._rules, self._config_needs_temp = text, None, None
 
     @property
     def config_text(self) -> bytes | None:
-        if self._config_text is None and self.config_path.is_file():
-            self._config_text = self.config_path.read_bytes()
-        return self._config_text
+        if self._planned_config is not None:
+            return self._planned_config
+        if self._disk_config is None and self.config_path.is_file():
+            self._disk_config = self.config_path.read_bytes()
+        return self._disk_config
+
+    def _temp_config(self) -> bytes | None:
+        """The planned rules when sops cannot read them from disk (not written yet, or different there), else None;
+        compared with the disk once, not for every file encrypted."""
+        if self._config_needs_temp is None:
+            planned = self._planned_config
+            self._config_needs_temp = planned is not None and not (
+                self.config_path.is_file() and self.config_path.read_bytes() == planned)
+        return self._planned_config if self._config_needs_temp else None
 
     @property
     def rules(self) -> list[dict[str, Any]]:
@@ -215,6 +218,8 @@ class Sops:
     def forget(self, relpath: str) -> None:
         with self._lock:
             self._status.pop(relpath, None)
+            if relpath == SOPS_CONFIG_NAME:
+                self._disk_config, self._config_needs_temp = None, None
 
     # ------------------------------------------------------------------ running sops
 
@@ -247,7 +252,7 @@ class Sops:
         """Ciphertext for ``relpath`` under the creation rules in use; planned rules reach sops through a private temp."""
         runner, options = self._community()
         fmt = sops_format(relpath)
-        on_disk = self.config_path.is_file() and (self._config_text is None or self.config_path.read_bytes() == self._config_text)
+        planned = self._temp_config()
 
         def run(config: Path | None) -> bytes:
             if config is not None:
@@ -260,9 +265,9 @@ class Sops:
             except SopsError as exc:
                 raise SopsToolError(f"{relpath}: sops could not encrypt it: {_sops_reason(exc)}") from None
 
-        if on_disk or self._config_text is None:
+        if planned is None:
             return run(self.config_path if self.config_path.is_file() else None)
-        with private_tempfile(self._config_text, suffix=".yaml") as config:
+        with private_tempfile(planned, suffix=".yaml") as config:
             return run(config)
 
     def run_isolated(self, args: list[str], identities: Iterable[AgeIdentity], what: str) -> bytes:

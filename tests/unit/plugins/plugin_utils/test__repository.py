@@ -21,6 +21,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import
     plan,
     secrets_summary_lines,
 )
+from tests.conftest import MAKEJINJA_DELIMITERS
 
 DEMO = Path(__file__).resolve().parents[4] / "examples" / "demo"
 SECRET = "kubernetes/apps/default/echo/app/secret.sops.yaml"
@@ -169,9 +170,7 @@ def test_any_change_means_a_full_run(repo, change):
 
 def test_environment_entries_templates_read_are_part_of_the_memo(repo, monkeypatch):
     (repo / "makejinja.toml").write_text('[makejinja]\ninputs = ["./templates"]\noutput = "./"\njinja_suffix = ".j2"\nforce = true\n'
-                                         'data = ["./cluster.yaml", "./nodes.yaml"]\n'
-                                         '[makejinja.delimiter]\nblock_start = "#%"\nblock_end = "%#"\n'
-                                         'variable_start = "#{"\nvariable_end = "}#"\ncomment_start = "#|"\ncomment_end = "#|"\n')
+                                         'data = ["./cluster.yaml", "./nodes.yaml"]\n' + MAKEJINJA_DELIMITERS)
     (repo / "templates/region.txt.j2").write_text("region: #{ env.get('CS_TEST_REGION', 'none') }#\n")
     monkeypatch.setenv("CS_TEST_REGION", "eu")
     apply(plan(options(repo)))
