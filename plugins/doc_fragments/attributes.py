@@ -6,7 +6,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # What every action of the collection is: a controller-side action with check mode, in the action group
-    # cluster.secrets.cluster_secrets (meta/runtime.yml). A module adds how it supports check and diff mode
+    # cluster.secrets.cluster_secrets (meta/runtime.yml) when it works on one repository. A module adds how it supports check and diff mode
     # (support, details) and the list of its action groups (attributes.action_group.membership): fragments merge
     # one level deep, so membership lists cannot be added up from several fragments.
     DOCUMENTATION = r"""
@@ -24,7 +24,7 @@ attributes:
     description:
       - Options shared with other actions can be set once for a play in C(module_defaults), through the groups
         listed here; each group only holds actions that accept its options.
-      - C(group/cluster.secrets.cluster_secrets) (every action) for C(cluster_root);
+      - C(group/cluster.secrets.cluster_secrets) (every action that works on one repository) for C(cluster_root);
         C(group/cluster.secrets.sops) for C(age_key_file) and C(sops_binary);
         C(group/cluster.secrets.cluster_vars) for C(cluster_file) and C(nodes_file).
     support: full

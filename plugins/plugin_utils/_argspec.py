@@ -167,3 +167,13 @@ ROTATE_SPEC = combine(REPOSITORY_OPTIONS, SOPS_OPTIONS, {
     "secret_pattern": {"type": "str", "default": SECRET_FILE_PATTERN},
     "backup_dir": {"type": "path"},
 })
+
+# Not one repository: every cluster of the play, read from each host's facts (no cluster_root, in no group).
+FLEET_SPEC: Spec = {
+    "step": {"type": "str", "required": True},
+    "repository_fact": {"type": "str", "required": True},
+    "result_fact": {"type": "str", "required": True},
+    "reuse": {"type": "str", "choices": ["off", "report", "warn"], "default": "off"},
+    "reuse_ignore": {"type": "list", "elements": "str", "default": []},
+    "max_age_days": {"type": "int"},
+}

@@ -1,9 +1,10 @@
 # Copyright: cluster.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What `hosts:` means: the roles work on the controller, once per repository. A play of the user's own over two
-inventory hosts renders a shared repository once (the first host does it, delegated to the controller; the other
-skips), renders two repositories once each when the hosts name different ones, and never touches a host it cannot
-reach, even with tasks that are modules (init's copy and lineinfile)."""
+"""What `hosts:` means: the roles work on the controller, each repository by exactly one host. A play of the user's
+own over two inventory hosts naming one repository stops before writing anything (two workers would write it at
+once); hosts naming different repositories each render their own, delegated to the controller; a host that cannot be
+reached is never contacted, even by tasks that are modules (init's copy and lineinfile). The playbooks' own fleet
+(the inventory group `clusters`) is tests/integration/test_fleet.py."""
 
 from __future__ import annotations
 
@@ -59,21 +60,22 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return stats
 
 
-def test_two_hosts_one_repository_render_once(make_repo, tmp_path):
+def test_two_hosts_one_repository_stop_before_anything_is_written(make_repo, tmp_path):
     repo = make_repo()
     play = user_play(tmp_path, ["configure"])
     inventory = "[clusters]\nfirst ansible_connection=local\nsecond ansible_connection=local\n"
-    result = run_play(repo, play, inventory, "-e", f"cluster_root={repo.root}")
-    assert result.returncode == 0, result.stdout
-    # the controller rendered once, reported under the first host; the second host skipped
-    assert task_lines(result.stdout, RENDER) == ["changed: [first -> localhost]", "skipping: [second]"]
-    assert "ENC[" in (repo.root / "infrastructure/secrets.sops.yaml").read_text()
-    assert recap(result.stdout)["second"]["changed"] == 0
-    # again: nothing to do, and still once
     before = repo.snapshot()
-    again = run_play(repo, play, inventory, "-e", f"cluster_root={repo.root}")
-    assert task_lines(again.stdout, RENDER) == ["ok: [first -> localhost]", "skipping: [second]"]
+    result = run_play(repo, play, inventory, "-e", f"cluster_root={repo.root}")
+    assert result.returncode != 0, result.stdout
+    assert f"first and second name the same repository, {repo.root}: nothing was written" in result.stdout
+    assert f"second and first name the same repository, {repo.root}: nothing was written" in result.stdout
+    assert f"TASK [cluster.secrets.configure : {RENDER}]" not in result.stdout
     assert repo.snapshot() == before
+    # one of them, by --limit: done once
+    limited = run_play(repo, play, inventory, "-e", f"cluster_root={repo.root}", "--limit", "first")
+    assert limited.returncode == 0, limited.stdout
+    assert task_lines(limited.stdout, RENDER) == ["changed: [first -> localhost]"]
+    assert "ENC[" in (repo.root / "infrastructure/secrets.sops.yaml").read_text()
 
 
 def test_hosts_naming_different_repositories_each_render_their_own(make_repo, tmp_path):
@@ -81,35 +83,41 @@ def test_hosts_naming_different_repositories_each_render_their_own(make_repo, tm
     play = user_play(tmp_path, ["configure"])
     # A fleet: each host names its repository (and its key, found in the repository).
     inventory = (f"[clusters]\nfirst ansible_connection=local cluster_root={one.root}\n"
-                 f"second ansible_connection=local cluster_root={two.root}\n"
-                 f"third ansible_connection=local cluster_root={one.root}\n")
+                 f"second ansible_connection=local cluster_root={two.root}\n")
     result = run_play(one, play, inventory)
     assert result.returncode == 0, result.stdout
-    assert task_lines(result.stdout, RENDER) == [
-        "changed: [first -> localhost]", "changed: [second -> localhost]", "skipping: [third]"]
+    assert task_lines(result.stdout, RENDER) == ["changed: [first -> localhost]", "changed: [second -> localhost]"]
     for repo in (one, two):
         assert "ENC[" in (repo.root / "infrastructure/secrets.sops.yaml").read_text()
         assert "tfstate_password" in repo.decrypt("infrastructure/secrets.sops.yaml")
+    # the role sums the play up once, a line per cluster (the demo's values are the same in both: reported, not shown)
+    assert "configure on 2 cluster(s): 2 changed" in result.stdout
+    assert "one value in first and second: first infrastructure/secrets.sops.yaml tfstate_password" in result.stdout
 
 
 def test_an_unreachable_host_is_never_contacted_nor_reported_as_done(make_repo, tmp_path):
-    repo = make_repo(demo=False, key=False)
-    subprocess.run(["git", "init", "-q", str(repo.root)], check=True)
+    repo, remote = make_repo(demo=False, key=False), make_repo("remote", demo=False, key=False)
+    for each in (repo, remote):
+        subprocess.run(["git", "init", "-q", str(each.root)], check=True)
     play = user_play(tmp_path, ["init"])
-    # `second` would be reached over SSH on a port nothing listens on; init's copy/lineinfile are modules
-    inventory = (f"[clusters]\nfirst ansible_connection=local ansible_python_interpreter={VENV_BIN / 'python'}\n"
-                 "second ansible_connection=ssh ansible_host=127.0.0.1 ansible_port=9 ansible_user=nobody\n")
-    result = run_play(repo, play, inventory, "-e", f"cluster_root={repo.root}")
+    # `second` would be reached over SSH on a port nothing listens on; init's copy/lineinfile are modules. Its
+    # repository is a folder on the controller like any other: the work is delegated there.
+    inventory = (f"[clusters]\nfirst ansible_connection=local ansible_python_interpreter={VENV_BIN / 'python'} "
+                 f"cluster_root={repo.root}\n"
+                 f"second ansible_connection=ssh ansible_host=127.0.0.1 ansible_port=9 ansible_user=nobody "
+                 f"cluster_root={remote.root}\n")
+    result = run_play(repo, play, inventory)
     assert result.returncode == 0, result.stdout
     stats = recap(result.stdout)
-    assert stats["second"]["unreachable"] == 0 and stats["second"]["changed"] == 0
+    assert stats["second"]["unreachable"] == 0
     assert task_lines(result.stdout, "Find the age key, or generate one") == [
-        "changed: [first -> localhost]", "skipping: [second]"]
+        "changed: [first -> localhost]", "changed: [second -> localhost]"]
     assert task_lines(result.stdout, "Keep cluster.yaml, the age key and tfvars out of git") == [
-        "changed: [first -> localhost]", "skipping: [second]"]
-    assert sorted(p.name for p in repo.root.iterdir() if p.name != ".git") == [
-        ".age-public-key", ".gitignore", ".schemas", ".sops.yaml", "age.key", "cluster.yaml"]
+        "changed: [first -> localhost]", "changed: [second -> localhost]"]
+    for each in (repo, remote):
+        assert sorted(p.name for p in each.root.iterdir() if p.name != ".git") == [
+            ".age-public-key", ".gitignore", ".schemas", ".sops.yaml", "age.key", "cluster.yaml"]
     # with facts gathered, the unreachable host drops out first, and the reachable one does the work
-    gathered = run_play(repo, user_play(tmp_path, ["init"], gather_facts=True), inventory, "-e", f"cluster_root={repo.root}")
+    gathered = run_play(repo, user_play(tmp_path, ["init"], gather_facts=True), inventory)
     assert recap(gathered.stdout)["second"]["unreachable"] == 1
     assert task_lines(gathered.stdout, "Find the age key, or generate one") == ["ok: [first -> localhost]"]

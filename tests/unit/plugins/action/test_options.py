@@ -96,7 +96,9 @@ def test_the_shared_pieces_are_the_fragments():
 def test_each_group_holds_exactly_the_actions_that_accept_its_options():
     groups = runtime_groups()
     assert sorted(groups) == sorted(GROUP_OPTIONS)
-    assert sorted(groups["cluster_secrets"]) == ACTIONS
+    # every action that works on one repository; fleet works on every cluster of the play and takes no cluster_root
+    assert [a for a in ACTIONS if "cluster_root" not in spec_of(a)] == ["fleet"]
+    assert sorted(groups["cluster_secrets"]) == [a for a in ACTIONS if "cluster_root" in spec_of(a)]
     for group, piece in GROUP_OPTIONS.items():
         accepting = [a for a in ACTIONS if all(spec_of(a).get(k) == v for k, v in piece.items())]
         assert sorted(groups[group]) == accepting, group

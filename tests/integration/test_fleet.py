@@ -1,0 +1,146 @@
+# Copyright: cluster.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A fleet: one inventory whose hosts are clusters (two environments of one project and one other cluster), each a
+repository with its own age key. One run of the real playbooks configures all of them in parallel, sums them up in
+one line each, and finds a password two environments share (named by key path, never shown); two hosts naming one
+repository stop the run before anything is written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from tests.conftest import VENV_BIN, Repo, sops_binary
+
+CLUSTERS = ("prod", "staging", "lab")
+SHARED_PASSWORD = "planted: same pa55word in prod and staging"
+
+
+def own_values(repo: Repo, name: str, password: str) -> None:
+    """Give a cluster its own secret values (the demo's are one set), with ``password`` as tfstate_password."""
+    text = (repo.root / "cluster.yaml").read_text(encoding="utf-8")
+    own = {
+        "cloudflare_domain": f"{name}.example.com",
+        "cloudflare_token": f"{name}-token #{{ x }}# {{{{ y }}}}",
+        "cf_account_id": f"{name}-0123456789abcdef",
+        "tfstate_username": f"terraform-{name}",
+        "tfstate_password": password,
+        "proxmox_api_token_id": f"terraform@{name}!opentofu",
+        "proxmox_api_token_secret": f"{name}-00000000-0000",
+    }
+    for key, value in own.items():
+        text, count = re.subn(rf"(?m)^{key}: .*$", f'{key}: "{value}"', text)
+        assert count == 1, key
+    (repo.root / "cluster.yaml").write_text(text, encoding="utf-8")
+    (repo.root / ".gitignore").write_text("cluster.yaml\nage.key\n")
+
+
+def barrier_sops(tmp_path: Path, name: str) -> Path:
+    """The real sops behind a gate: a cluster's first sops call waits until every cluster of the fleet has made one
+    (at most 60 s, then it notes a timeout and goes on). Serial runs time out; parallel ones meet at once."""
+    gate = tmp_path / "gate"
+    gate.mkdir(exist_ok=True)
+    shim = tmp_path / f"sops-{name}"
+    shim.write_text(f"""#!/bin/sh
+touch '{gate}/{name}'
+waited=0
+while [ "$(ls '{gate}' | wc -l)" -lt {len(CLUSTERS)} ]; do
+  if [ "$waited" -ge 600 ]; then touch '{tmp_path}/timeout-{name}'; break; fi
+  sleep 0.1
+  waited=$((waited + 1))
+done
+exec '{sops_binary()}' "$@"
+""")
+    shim.chmod(0o755)
+    return shim
+
+
+def fleet_inventory(tmp_path: Path, hosts: dict[str, str]) -> Path:
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text("clusters:\n  hosts:\n" + "".join(f"    {name}:\n{vars_}" for name, vars_ in hosts.items()))
+    return inventory
+
+
+def run(repo: Repo, inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), f"cluster.secrets.{playbook}", *args],
+                            cwd=inventory.parent, env=repo.env(), capture_output=True, text=True, timeout=600, check=False)
+    result.stdout += result.stderr
+    return result
+
+
+def fleet_lines(output: str) -> list[str]:
+    """The lines of the fleet summary the playbook printed (the debug of 'Show the fleet')."""
+    block = output.split("TASK [", )
+    shown = [part for part in block if part.split("]", 1)[0].endswith("Show the fleet")]
+    assert len(shown) == 1, output
+    return re.findall(r'^\s+"(.*)",?$', shown[0], flags=re.M)
+
+
+def test_a_fleet_in_one_run(make_repo, tmp_path):
+    repos = {name: make_repo(name) for name in CLUSTERS}
+    own_values(repos["prod"], "prod", SHARED_PASSWORD)
+    own_values(repos["staging"], "staging", SHARED_PASSWORD)
+    own_values(repos["lab"], "lab", "lab password of its own")
+    inventory = fleet_inventory(tmp_path, {
+        name: f"      cluster_root: {repo.root}\n      configure_sops_binary: {barrier_sops(tmp_path, name)}\n"
+        for name, repo in repos.items()})
+
+    first = run(repos["prod"], inventory, "configure", "--forks", "3")
+    assert first.returncode == 0, first.stdout
+    # in parallel: every cluster's first sops call met the others' (a serial run would have waited in vain)
+    assert sorted(p.name for p in (tmp_path / "gate").iterdir()) == sorted(CLUSTERS)
+    assert not list(tmp_path.glob("timeout-*")), first.stdout
+    for name, repo in repos.items():
+        assert "ENC[" in (repo.root / "infrastructure/secrets.sops.yaml").read_text()
+        assert f"terraform-{name}" in repo.decrypt("infrastructure/secrets.sops.yaml")
+    # one line per cluster, in inventory order, then the shared value by key path
+    lines = fleet_lines(first.stdout)
+    assert lines[0] == "configure on 3 cluster(s): 3 changed"
+    assert [line.split()[0] for line in lines[1:4]] == list(CLUSTERS)
+    for line, repo in zip(lines[1:4], repos.values(), strict=True):
+        assert line.split()[1:3] == ["changed", str(repo.root)]
+    assert lines[4] == "secret values shared across clusters: 1 (compared 3 clusters: prod, staging, lab)"
+    assert lines[5] == ("  one value in prod and staging: prod infrastructure/secrets.sops.yaml tfstate_password = "
+                        "staging infrastructure/secrets.sops.yaml tfstate_password")
+    assert len(lines) == 6
+    assert "1 secret value(s) are shared across clusters" in first.stdout  # configure warns, and goes on
+    for secret in (SHARED_PASSWORD, "pa55word", "lab password of its own", "prod-token"):
+        assert secret not in first.stdout
+
+    # again: nothing to write anywhere, still summed up
+    before = {name: repo.snapshot() for name, repo in repos.items()}
+    again = run(repos["prod"], inventory, "configure", "-v")
+    assert again.returncode == 0, again.stdout
+    assert {name: repo.snapshot() for name, repo in repos.items()} == before
+    assert fleet_lines(again.stdout)[0] == "configure on 3 cluster(s): 3 ok"
+    assert SHARED_PASSWORD not in again.stdout
+
+    # doctor over the fleet: each repository checked, then the shared password fails the play (by key path only)
+    doctor = run(repos["prod"], inventory, "doctor", "-e", "doctor_fleet_reuse_ignore=[]")
+    assert doctor.returncode != 0, doctor.stdout
+    assert "1 secret value(s) are shared across clusters" in doctor.stdout
+    assert "prod infrastructure/secrets.sops.yaml tfstate_password = staging" in doctor.stdout
+    assert SHARED_PASSWORD not in doctor.stdout
+    # allowed by pattern: the fleet is healthy again
+    allowed = run(repos["prod"], inventory, "doctor", "-e", '{"doctor_fleet_reuse_ignore": ["tfstate_password"]}')
+    assert allowed.returncode == 0, allowed.stdout
+    assert "secret values shared across clusters: 0" in allowed.stdout, allowed.stdout
+    assert "are shared across clusters" not in allowed.stdout
+
+
+def test_two_hosts_naming_one_repository_stop_before_any_write(make_repo, tmp_path):
+    one, other = make_repo("one"), make_repo("other")
+    before = {"one": one.snapshot(), "other": other.snapshot()}
+    inventory = fleet_inventory(tmp_path, {
+        "prod": f"      cluster_root: {one.root}\n",
+        "staging": f"      cluster_root: {other.root}\n",
+        # the same repository by another spelling
+        "prod-again": f"      cluster_root: {one.root}/../{one.root.name}\n",
+    })
+    result = run(one, inventory, "configure")
+    assert result.returncode != 0, result.stdout
+    assert f"prod and prod-again name the same repository, {one.root}: nothing was written" in result.stdout
+    assert "Render cluster.yaml into the repository" not in result.stdout
+    # nothing written, not even for staging, whose repository was its own
+    assert {"one": one.snapshot(), "other": other.snapshot()} == before
