@@ -7,11 +7,15 @@ repository stop the run before anything is written."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import VENV_BIN, Repo, sops_binary
+import yaml
+
+from tests.conftest import ROOT, VENV_BIN, Repo, sops_binary
+from tests.integration.test_awx_job import inject
 
 CLUSTERS = ("prod", "staging", "lab")
 SHARED_PASSWORD = "planted: same pa55word in prod and staging"
@@ -144,3 +148,44 @@ def test_two_hosts_naming_one_repository_stop_before_any_write(make_repo, tmp_pa
     assert "Render cluster.yaml into the repository" not in result.stdout
     # nothing written, not even for staging, whose repository was its own
     assert {"one": one.snapshot(), "other": other.snapshot()} == before
+
+
+def test_the_same_inventory_runs_from_awx_with_one_credential_per_environment(make_repo, tmp_path):
+    """Each environment's credential type (extensions/awx/.../cluster_secrets_environment.yml, `prod` replaced) injects
+    its key and cluster vars as private files and their paths as extra vars; the inventory hands each to its own host.
+    The checkouts hold neither key nor cluster vars; the job's environment holds no key."""
+    template = (ROOT / "extensions" / "awx" / "credential_types" / "cluster_secrets_environment.yml").read_text()
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text("clusters:\n  hosts:\n" + "".join(
+        f"    {name}:\n      cluster_root: {tmp_path / name}\n"
+        f"      cluster_age_key_file: \"{{{{ cluster_secrets_{name}_age_key_file | default('') }}}}\"\n"
+        f"      cluster_file: \"{{{{ cluster_secrets_{name}_cluster_file | default('') }}}}\"\n" for name in ("prod", "staging")))
+    extra_vars: dict[str, str] = {}
+    keys = {}
+    for name in ("prod", "staging"):
+        repo = make_repo(name)
+        own_values(repo, name, f"{name} password")
+        credential_type = yaml.safe_load(template.replace("prod", name))
+        assert credential_type["name"] == f"cluster.secrets environment {name}"
+        inputs = {"age_key": repo.key_file.read_text(), "cluster_vars": (repo.root / "cluster.yaml").read_text()}
+        keys[name] = tmp_path / f"{name}-key-kept-by-the-test"
+        keys[name].write_text(inputs["age_key"])
+        repo.key_file.unlink()
+        (repo.root / "cluster.yaml").unlink()
+        private = tmp_path / "awx_private_data" / name
+        private.mkdir(parents=True, mode=0o700)
+        env, injected = inject(credential_type, inputs, private)
+        assert env == {}  # SOPS_AGE_KEY is one per job: never used for one environment of several
+        extra_vars.update(injected)
+    assert sorted(extra_vars) == ["cluster_secrets_prod_age_key_file", "cluster_secrets_prod_cluster_file",
+                                  "cluster_secrets_staging_age_key_file", "cluster_secrets_staging_cluster_file"]
+    (tmp_path / "extra_vars.json").write_text(json.dumps(extra_vars))
+    result = run(repo, inventory, "configure", "-e", f"@{tmp_path / 'extra_vars.json'}")
+    assert result.returncode == 0, result.stdout
+    assert "configure on 2 cluster(s): 2 changed" in result.stdout
+    assert "secret values shared across clusters: 0 (compared 2 clusters: prod, staging)" in result.stdout
+    for name in ("prod", "staging"):
+        root = tmp_path / name
+        assert f"{name} password" in Repo(root, repo.home).decrypt("infrastructure/secrets.sops.yaml", keys[name])
+        assert not (root / "age.key").exists() and not (root / "cluster.yaml").exists()
+        assert f"{name} password" not in result.stdout
