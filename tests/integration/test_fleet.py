@@ -132,6 +132,19 @@ def test_a_fleet_in_one_run(make_repo, tmp_path):
     assert "secret values shared across clusters: 0" in allowed.stdout, allowed.stdout
     assert "are shared across clusters" not in allowed.stdout
 
+    # day two over the fleet: new data keys everywhere, then OpenTofu's tfvars example; a line per cluster each time
+    rotated = run(repos["prod"], inventory, "rotate", "-e", "rotate_mode=data_keys")
+    assert rotated.returncode == 0, rotated.stdout
+    assert fleet_lines(rotated.stdout)[0] == "rotate (data_keys) on 3 cluster(s): 3 changed"
+    for name, repo in repos.items():
+        assert f"terraform-{name}" in repo.decrypt("infrastructure/secrets.sops.yaml")
+    infra = run(repos["prod"], inventory, "infra", "-e", "opentofu_command=example")
+    assert infra.returncode == 0, infra.stdout
+    assert fleet_lines(infra.stdout)[0] == "OpenTofu example on 3 cluster(s): 3 changed"
+    assert all((repo.root / "infrastructure/tofu/terraform.tfvars.example").is_file() for repo in repos.values())
+    for output in (rotated.stdout, infra.stdout):
+        assert SHARED_PASSWORD not in output and "prod-token" not in output
+
 
 def test_two_hosts_naming_one_repository_stop_before_any_write(make_repo, tmp_path):
     one, other = make_repo("one"), make_repo("other")
