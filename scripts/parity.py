@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 try:
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates import DATES_FILE
     from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import (
         SECRET_FILE_PATTERN,
         SOPS_CONFIG_NAMES,
@@ -44,6 +45,8 @@ except ImportError:  # a Python that does not know the collection
     sys.exit("parity: run this with the collection's venv: .venv/bin/python scripts/parity.py REPO")
 
 IGNORED_NAMES = frozenset({".git", ".venv", "__pycache__", ".secrets-backup"})
+# What configure keeps beside what it renders (when each secret value changed): no output of makejinja's.
+IGNORED_PATHS = frozenset({DATES_FILE})
 SECRET_NAME = re.compile(SECRET_FILE_PATTERN)
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LAST_LINES = 15
@@ -134,15 +137,16 @@ class Comparison:
 # ---- comparing two trees -------------------------------------------------------------------------
 
 def tree_entries(root: Path) -> dict[str, Path]:
-    """Files and symlinks under root by relative POSIX path, leaving out IGNORED_NAMES at any depth."""
+    """Files and symlinks under root by relative POSIX path, leaving out IGNORED_NAMES at any depth and IGNORED_PATHS."""
     found: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         links = [name for name in dirnames if (base / name).is_symlink()]
         dirnames[:] = [name for name in dirnames if name not in IGNORED_NAMES and name not in links]
         for name in filenames + links:
-            if name not in IGNORED_NAMES:
-                found[(base / name).relative_to(root).as_posix()] = base / name
+            rel = (base / name).relative_to(root).as_posix()
+            if name not in IGNORED_NAMES and rel not in IGNORED_PATHS:
+                found[rel] = base / name
     return found
 
 

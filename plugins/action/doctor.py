@@ -27,6 +27,7 @@ class ActionModule(ClusterSecretsAction):
         result.update(
             changed=False,
             findings=[f.as_dict() for f in report.findings],
+            credentials=report.credentials,
             lines=report.table(),
             errors=report.count("error"),
             warnings_count=report.count("warning"),

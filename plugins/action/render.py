@@ -9,6 +9,7 @@ from typing import Any
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._action import ClusterSecretsAction, user_error_types
 from ansible_collections.cluster.secrets.plugins.plugin_utils._argspec import RENDER_SPEC
+from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates import DATES_FILE
 from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_gitops import GitopsChanges
 from ansible_collections.cluster.secrets.plugins.plugin_utils._eso_settings import ExternalSecretsError
 from ansible_collections.cluster.secrets.plugins.plugin_utils._external_secrets import plan_external_secrets
@@ -20,6 +21,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._repository import
     Plan,
     apply,
     plan,
+    plan_dates,
     secrets_summary_lines,
 )
 
@@ -41,6 +43,9 @@ def summary_lines(planned: Plan, check_mode: bool) -> list[str]:
     if summary["undefined_printed"]:
         lines.append(f"needs attention: {len(summary['undefined_printed'])} undefined value(s) printed into files "
                      "(the warning names them; configure_undefined=strict stops on them)")
+    if planned.credentials_changed:
+        lines.append(f"credential dates: {len(planned.credentials_changed)} secret value(s) new or changed since the last "
+                     f"run, dated in {DATES_FILE}")
     return lines
 
 
@@ -104,23 +109,29 @@ class ActionModule(ClusterSecretsAction):
             lock_timeout=args["lock_timeout"],
         )
         with repository_lock(options.root, "configure", options.lock_timeout):
-            planned = plan(options)
-            if not self.check_mode:
-                apply(planned)
-            outcome = init_opentofu(planned, args["opentofu"], self.check_mode, self.diff_mode) if args["opentofu"] else None
-            # The External Secrets GitOps tree, from the cluster vars, the door and the secrets this run holds.
+            planned = plan(options, credential_dates=False)
+            # The External Secrets GitOps tree, from the cluster vars, the door and the secrets this run holds: planned
+            # before configure writes, so .credential-dates.yaml dates its secrets in this run too.
             gitops, gitops_error = None, None
             if args["external_secrets"]:
                 try:
                     gitops = plan_external_secrets(planned.sops, planned.cluster, prune=args["external_secrets"]["prune"],
                                                    held=planned.plaintexts)
-                    if gitops is not None and not self.check_mode:
-                        gitops.apply()
-                except self.USER_ERRORS as exc:  # configure has written by now: keep its result, and fail with the reason
+                except self.USER_ERRORS as exc:  # configure still writes: keep its result, and fail with the reason
+                    gitops_error = exc
+            plan_dates(planned, gitops.files if gitops is not None else (), gitops.plaintexts if gitops is not None else None)
+            if not self.check_mode:
+                apply(planned)
+            outcome = init_opentofu(planned, args["opentofu"], self.check_mode, self.diff_mode) if args["opentofu"] else None
+            if gitops is not None and not self.check_mode:
+                try:
+                    gitops.apply()
+                except self.USER_ERRORS as exc:
                     gitops_error = exc
         summary = planned.summary()
         result.update(summary)
         result["changed"] = planned.changed
+        result["credentials_changed"] = len(planned.credentials_changed)
         result["msg"] = "\n".join(secrets_summary_lines(planned, self.check_mode))
         result["summary"] = summary_lines(planned, self.check_mode)
         result["external_secrets_enabled"] = external_secrets_enabled(planned.cluster.data)

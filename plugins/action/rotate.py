@@ -35,6 +35,7 @@ class ActionModule(ClusterSecretsAction):
             files=outcome.files, files_skipped=outcome.skipped, new_recipient=outcome.new_recipient,
             removed_recipients=outcome.removed_recipients, key_file=outcome.key_file, key_backup=outcome.key_backup,
             resumed=outcome.resumed, stale_key_files=outcome.stale_key_files, lines=lines, msg="\n".join(lines),
+            credential_dates_updated=outcome.credential_dates_updated,
         )
         if outcome.warnings:
             result["warnings"] = outcome.warnings

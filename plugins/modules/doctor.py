@@ -14,7 +14,15 @@ description:
   - The age key is found (and where), and its public key is among each file's recipients and in the C(.sops.yaml) rules.
   - Every C(*.sops.*) file (outside template folders) is really encrypted (a plaintext secret is an error, worse when
     git tracks it), decrypts, matches a creation rule and has the recipients of that rule.
-  - Files whose data key (C(sops.lastmodified)) is older than O(max_age_days) are reported for rotation.
+  - Every credential (key path of a value sops encrypted) unchanged for more than O(max_age_days) is a warning, oldest
+    first, naming the file and the key path, with the day it last changed. The day comes from C(.credential-dates.yaml),
+    which configure keeps, checked against the value doctor decrypts (a keyed fingerprint, never the value); a value
+    changed since configure recorded it counts as new; a value not recorded yet falls back to its file's
+    C(sops.lastmodified), which a data-key rotation resets (the finding says so). RV(credentials) lists them.
+  - C(.credential-dates.yaml) missing while secret files exist (a note to run configure), unreadable (a warning), or
+    not committed to git (a warning).
+  - Files whose data key (C(sops.lastmodified)) is older than O(max_age_days) are reported for data-key rotation;
+    that dates the file's encryption, not the age of its credentials.
   - C(.gitignore) covers C(cluster.yaml), C(age.key) and C(*.tfvars); git tracks neither C(cluster.yaml) nor C(age.key).
     For a pattern such as C(*.tfvars) the files that exist decide (or the folders holding C(*.tf) code), so a
     C(.gitignore) in a subfolder counts.
@@ -30,7 +38,8 @@ description:
   - sops, age (or pyrage) and OpenTofu or terraform are found, with their versions.
   - With O(recovery_key_file), a recovery test decrypts one file with only that backed-up key.
   - The module never fails because of findings; the doctor role fails when there are errors. Writes nothing.
-    Decrypted content is only held in memory to prove it decrypts. Runs on the controller.
+    Decrypted content is only held in memory, to prove it decrypts and to compare its values with the recorded
+    fingerprints, and each file is decrypted once. Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
   - cluster.secrets.sops
@@ -42,7 +51,9 @@ options:
     type: str
     default: '\.sops\.[^/]+$'
   max_age_days:
-    description: Report files whose data key was last rotated more than this many days ago.
+    description:
+      - Report credentials unchanged for more than this many days, and files whose data key was last rotated more
+        than this many days ago.
     type: int
     default: 90
   recovery_key_file:
@@ -85,6 +96,31 @@ findings:
   returned: success
   type: list
   elements: dict
+credentials:
+  description:
+    - The credentials unchanged for more than O(max_age_days), oldest first; names and days only, never a value.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    file:
+      description: The secret file, relative to O(cluster_root).
+      type: str
+    key:
+      description: The key path of the value in the file, such as C(stringData.TOKEN).
+      type: str
+    changed:
+      description: The day (UTC, C(YYYY-MM-DD)) the value last changed, or is known to be unchanged since.
+      type: str
+    days:
+      description: Days since RV(credentials[].changed).
+      type: int
+    source:
+      description:
+        - V(recorded) (from C(.credential-dates.yaml), the value as recorded), V(changed since recorded) (the value
+          differs from the one configure recorded; counted as new), or V(sops lastmodified) (not recorded yet; the
+          file's last sops write, which a data-key rotation resets).
+      type: str
 lines:
   description: The findings as an aligned table, errors first, each problem followed by its fix.
   returned: success

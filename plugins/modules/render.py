@@ -18,6 +18,11 @@ description:
     public key when absent). Plaintext reaches sops on stdin only.
   - Writes atomically and only what changed. A secret file is rewritten only when its decrypted data
     differs from the rendered data or its recipients changed, so a rerun with unchanged input writes nothing.
+  - Keeps C(.credential-dates.yaml) at the repository root (mode 0644, to commit), which records for every key path
+    of every secret file of the repository the day its value last changed and a keyed fingerprint of the value
+    (HMAC-SHA256 with a key derived from the repository's age identity), never the value. Secret files the task does
+    not render are decrypted only when their bytes differ from the ones recorded. The file is part of the change set,
+    so check mode writes nothing and diff mode shows it.
   - Runs on the controller.
 extends_documentation_fragment:
   - cluster.secrets.repository
@@ -223,6 +228,12 @@ msg:
     failure, what is wrong, where, and what to do.
   returned: always
   type: str
+credentials_changed:
+  description:
+    - Number of secret values (key paths of secret files) new or changed since C(.credential-dates.yaml) was last
+      written, so dated anew in it. 0 for a run that found nothing to do.
+  returned: success
+  type: int
 summary:
   description:
     - What a person reads after the run, one item per line, each said once, no secret value.

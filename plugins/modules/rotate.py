@@ -19,6 +19,8 @@ description:
     failure or a killed run leaves each file decryptable by the old key, the new key or both. A journal (public keys
     and file names only) in O(backup_dir) lets a rerun finish the rotation.
   - With O(mode=data_keys), runs C(sops rotate) on every file (same recipients), for a periodic rotation policy.
+    This renews the encryption, not the credentials; no value changes, C(sops.lastmodified) does, and the dates in
+    C(.credential-dates.yaml) (when each value last changed, which doctor reports) stay as they are.
   - Plaintext never touches the disk. sops runs with exactly the keys given, never the ones in C(~/.config).
   - C(sops edit FILE) remains the way to change one credential by hand.
   - A file that holds the age private key itself (the Flux C(sops-age) Secret) is re-encrypted but still holds the
@@ -116,6 +118,14 @@ stale_key_files:
   returned: success
   type: list
   elements: str
+credential_dates_updated:
+  description:
+    - Whether C(.credential-dates.yaml) was rewritten to follow the rotation, every date kept. A data-key rotation
+      only updates the content hash of each file whose old bytes were the recorded ones; an age-key rotation
+      fingerprints every value with the new key (the old fingerprints compared with the old key first). Commit it
+      with the rotated files. Without that file (configure never ran) nothing is written.
+  returned: success
+  type: bool
 lines:
   description: A readable report.
   returned: success

@@ -4,11 +4,13 @@
 
 Every check adds findings (ok, info, warning, error) with the thing it looked at and a
 fix. Nothing is written. Decrypted content is read into memory only to prove that a file
-decrypts, and dropped at once; findings name files, keys and public keys, never values.
+decrypts and to compare its values with the keyed fingerprints of ``.credential-dates.yaml``,
+and dropped with the run; findings name files, keys and public keys, never values.
 
 This module holds the report and runs the checks in order: those of keys, sops, the
-committed public key (``.age-public-key``), secret files and the tools in ``_doctor_checks``, those of git in ``_doctor_git``. Every sops
-access goes through one ``_sops.Sops`` opened for the run.
+committed public key (``.age-public-key``), secret files and the tools in ``_doctor_checks``, credential age in
+``_doctor_credentials``, those of git in ``_doctor_git``. Every sops access goes through one ``_sops.Sops``
+opened for the run.
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
 changes at any time. Do not use it from other collections or roles.
@@ -20,6 +22,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_checks import (
     check_age_key,
@@ -32,6 +35,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_checks imp
     check_stale_temps,
     check_tools,
 )
+from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_credentials import check_credential_age
 from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_git import (
     check_git,
     check_git_history,
@@ -76,6 +80,8 @@ class DoctorOptions:
 @dataclass
 class DoctorReport:
     findings: list[DoctorFinding] = field(default_factory=list)
+    # Credentials unchanged for longer than max_age_days, oldest first: {file, key, changed, days, source}, no value.
+    credentials: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, severity: str, check: str, subject: str, message: str, fix: str = "") -> None:
         self.findings.append(DoctorFinding(severity, check, subject, message, fix))
@@ -116,9 +122,12 @@ def diagnose(options: DoctorOptions) -> DoctorReport:
     rules = check_sops_config(report, sops, bool(files))
     check_public_key_file(report, sops, rules, tracked, bool(files))
     has_sops = check_tools(options, report, sops)
-    recipients = check_files(options, report, sops, files, rules, tracked, decrypt=has_sops)
+    plaintexts: dict[str, bytes] = {}
+    recipients = check_files(options, report, sops, files, rules, tracked, decrypt=has_sops, plaintexts=plaintexts)
     if not files:
         report.add("info", "secret file", ".", "no *.sops.* file found", "run configure to create them")
+    report.credentials = [age.as_dict() for age in check_credential_age(options, report, sops, files, rules, tracked, plaintexts)]
+    plaintexts.clear()
     check_git(options, report, tracked)
     holding_key = check_tracked_contents(options, report, tracked)
     in_use = set(sops.keys.recipients) | (set().union(*(rule_recipients(r) for r in rules)) if rules else set())

@@ -4,8 +4,9 @@
 every secret file, the tools, a recovery test with the backed-up key, leftovers of interrupted runs and file modes.
 
 Every sops access goes through the run's ``_sops.Sops``: metadata from ``status()`` (read and parsed
-once), rules from ``rules``, decryption to prove a file decrypts (the plaintext is dropped at once),
-and ``run_isolated`` for the recovery test with nothing but the backed-up key.
+once), rules from ``rules``, decryption to prove a file decrypts (the plaintext is handed to the credential
+age check, in memory, and dropped with the run), and ``run_isolated`` for the recovery test with nothing but
+the backed-up key.
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
 changes at any time. Do not use it from other collections or roles.
@@ -148,10 +149,10 @@ def check_public_key_file(report: DoctorReport, sops: Sops, rules: list[dict[str
 
 
 def check_files(options: DoctorOptions, report: DoctorReport, sops: Sops, files: list[str], rules: list[dict[str, Any]] | None,
-                tracked: set[str] | None, decrypt: bool) -> dict[str, set[str]]:
+                tracked: set[str] | None, decrypt: bool, plaintexts: dict[str, bytes] | None = None) -> dict[str, set[str]]:
     """Per secret file: encrypted, recipients, rule, decryptable (with ``decrypt``), age of the data key.
 
-    Returns file -> recipients."""
+    Returns file -> recipients; what was decrypted goes to ``plaintexts`` (in memory) when it is given."""
     now = options.now or datetime.datetime.now(datetime.UTC)
     own = set(sops.keys.recipients)
     recipients_by_file: dict[str, set[str]] = {}
@@ -191,7 +192,9 @@ def check_files(options: DoctorOptions, report: DoctorReport, sops: Sops, files:
         checked = ["encrypted"] + (["for your key"] if own & recipients else []) + (["matches its rule"] if rule is not None else [])
         if decrypt and own & recipients:
             try:
-                sops.decrypt(relpath)
+                plaintext = sops.decrypt(relpath)
+                if plaintexts is not None:
+                    plaintexts[relpath] = plaintext
                 checked.append("decrypts")
             except SopsToolError as exc:
                 problems += 1
@@ -201,7 +204,8 @@ def check_files(options: DoctorOptions, report: DoctorReport, sops: Sops, files:
         if modified is not None and (now - modified).days > options.max_age_days:
             problems += 1
             report.add("warning", "rotation", relpath,
-                       f"data key last rotated {(now - modified).days} days ago (policy: {options.max_age_days})",
+                       f"data key last rotated {(now - modified).days} days ago (policy: {options.max_age_days}); this dates "
+                       "the file's encryption, not its credentials (see credential age)",
                        "ansible-playbook cluster.secrets.rotate -e rotate_mode=data_keys")
         if not problems:
             age = f", rotated {(now - modified).days} day(s) ago" if modified is not None else ""

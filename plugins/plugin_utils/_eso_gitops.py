@@ -146,6 +146,8 @@ class GitopsChanges(ChangeSet):
     stale: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     gitops_path: str = ""
+    # The master secrets' new plaintext by path, in memory only (configure dates their values in .credential-dates.yaml).
+    plaintexts: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def message(self, check_mode: bool) -> str:
         """One line: what was (or would be) written under the GitOps folder."""
@@ -193,11 +195,12 @@ def plan_gitops(sops: Sops, settings: Settings, masters: list[MasterSecret], pru
             "kubernetes/apps/cluster-secrets-eso, and list it in your Flux tree; set install_operator: false when "
             "your app installs the operator), or use mode apply.")
     warnings: list[str] = []
-    files += plan_secret_files(sops, {path: secret_plaintext(manifest) for path, manifest in secret.items()},
-                               error=ExternalSecretsError, warnings=warnings)
+    desired = {path: secret_plaintext(manifest) for path, manifest in secret.items()}
+    files += plan_secret_files(sops, desired, error=ExternalSecretsError, warnings=warnings)
     stale = stale_files(root, settings, [*plain, *secret])
     if prune:
         files += [FileChange(path, path.endswith((".sops.yaml", ".sops.yml")), "removed") for path in stale]
     files.sort(key=lambda f: f.path)
     return GitopsChanges(root, files, stale_temps=stale_temp_files(root / f.path for f in files), sops=sops,
-                         stale=[] if prune else stale, warnings=warnings, gitops_path=settings.gitops_path)
+                         stale=[] if prune else stale, warnings=warnings, gitops_path=settings.gitops_path,
+                         plaintexts=desired)

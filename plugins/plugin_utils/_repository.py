@@ -8,7 +8,9 @@ touching the repository, and returns a ``Plan``: a change set (``_changes``) plu
 is told. ``apply()`` then writes the planned files atomically. So bad input stops before any file
 is written, and check mode is simply ``plan()`` without ``apply()``. Secret files are planned by
 the one planner (``_secret_plan``) through the one door to sops (``_sops.Sops``), opened once
-per run and kept on the plan for the steps after configure (OpenTofu, ESO).
+per run and kept on the plan for the steps after configure (OpenTofu, ESO). ``plan_dates`` adds
+``.credential-dates.yaml`` (when each secret value last changed; ``_credential_dates_plan``) to the
+change set, from what the run holds.
 
 Note that this plugin util is **PRIVATE** to the collection. It can have breaking
 changes at any time. Do not use it from other collections or roles.
@@ -17,6 +19,7 @@ changes at any time. Do not use it from other collections or roles.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -26,6 +29,8 @@ from typing import Any
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import ChangeSet, FileChange, new_file_mode, plan_plain_file
 from ansible_collections.cluster.secrets.plugins.plugin_utils._cluster_vars import ClusterVars
+from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates import DATES_FILE
+from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates_plan import plan_credential_dates
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import permission_bits, private_dir, stale_temp_files
 from ansible_collections.cluster.secrets.plugins.plugin_utils._findings import format_findings
 from ansible_collections.cluster.secrets.plugins.plugin_utils._gitignore import ignored_paths
@@ -91,6 +96,8 @@ class ConfigureOptions:
     undefined: str = "warn"
     # Seconds to wait for another run that holds the repository.
     lock_timeout: float = 120.0
+    # The day .credential-dates.yaml dates a changed value (UTC today when None; tests set it).
+    today: datetime.date | None = None
     _layout: RepositoryLayout | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +145,8 @@ class Plan(ChangeSet):
     remembered: bool = False
     # The warnings a rerun with the same input gives again (what was rendered says them), for the render memo.
     lasting_warnings: list[str] = field(default_factory=list)
+    # "file: key path" of the secret values new or changed since .credential-dates.yaml was last written (no value).
+    credentials_changed: list[str] = field(default_factory=list)
 
     def secret_data(self, path: str) -> Any:
         """The parsed plaintext of a secret file this run rendered, or None when it rendered no such file."""
@@ -156,8 +165,12 @@ class Plan(ChangeSet):
         return super().diff(secret_values(self.cluster.data) if secrets is None else secrets)
 
 
-def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
-    """Everything configure would write, computed in memory; raises before any write when something is wrong."""
+def plan(options: ConfigureOptions, sops: Sops | None = None, credential_dates: bool = True) -> Plan:
+    """Everything configure would write, computed in memory; raises before any write when something is wrong.
+
+    With ``credential_dates`` the plan updates .credential-dates.yaml for the repository as this run leaves it; a
+    caller that plans more secret files in the same run (the External Secrets GitOps tree) passes False and calls
+    ``plan_dates`` with them."""
     root = options.root
     if not root.is_dir():
         raise ConfigureError(f"cluster_root {root} is not a directory")
@@ -208,7 +221,32 @@ def plan(options: ConfigureOptions, sops: Sops | None = None) -> Plan:
     planned.cache_extra = {"validated": validation, "vars_modes": vars_modes}
     if snapshot is not None and snapshot.unsure is None:
         planned.memo_inputs = (snapshot, result.env_used, fingerprint, result.plugin_files)
+    if credential_dates:
+        plan_dates(planned)
     return planned
+
+
+def plan_dates(plan_: Plan, more: Iterable[FileChange] = (), plaintexts: Mapping[str, bytes] | None = None) -> None:
+    """Add .credential-dates.yaml to the plan: when each secret value last changed (``_credential_dates``).
+
+    The secret files the plan renders are dated from the plaintext and ciphertext it holds; ``more`` (with their
+    ``plaintexts``) are other secret files this run writes. A remembered plan changes nothing, so it dates nothing."""
+    if plan_.remembered:
+        return
+    if any(f.path == DATES_FILE for f in plan_.files):
+        plan_.warnings.append(f"{DATES_FILE} is rendered by a template: configure does not record credential dates there")
+        return
+    held = {**plan_.plaintexts, **(plaintexts or {})}
+    changes = [*(f for f in plan_.files if f.secret), *more]
+    rendered = {f.path: (f, held[f.path]) for f in changes if f.path in held and f.state != "removed"}
+    dates = plan_credential_dates(plan_.sops, plan_.options.secret_pattern, rendered, plan_.options.today,
+                                  removed=[f.path for f in changes if f.state == "removed"])
+    plan_.warnings += dates.warnings
+    plan_.lasting_warnings += dates.lasting
+    plan_.credentials_changed = dates.changed
+    if dates.change is not None:
+        plan_.files = sorted([*plan_.files, dates.change], key=lambda f: f.path)
+        plan_.stale_temps = sorted({*plan_.stale_temps, *stale_temp_files([plan_.root / DATES_FILE])})
 
 
 def _still_ignored(root: Path, memo: dict[str, Any]) -> bool:

@@ -53,6 +53,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._age import (
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import backup_dir, write_backup
 from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import ChangeSet, FileChange
+from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates_plan import record_rotation
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, stale_temp_files
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_files import (
     encrypted_files,
@@ -75,7 +76,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_result imp
     RotateResult,
     StepHook,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import FileStatus, Sops
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, SOPS_CONFIG_NAME, SopsToolError, rule_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_recipients import edit_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._yaml_edit import YamlEditError
@@ -144,11 +145,19 @@ def rotate(options: RotateOptions, check_mode: bool = False, on_step: StepHook |
     if plain:
         result.warnings.append(f"not encrypted, so not rotated: {', '.join(plain)} (encrypt them, e.g. by running configure)")
     if options.mode == "data_keys":
-        return _rotate_data_keys(sops, files, result, check_mode, on_step)
+        return _rotate_data_keys(options, sops, files, result, check_mode, on_step)
     return _rotate_age_key(options, sops, files, rules, result, check_mode, on_step)
 
 
-def _rotate_data_keys(sops: Sops, files: list[str], result: RotateResult, check_mode: bool,
+def _follow_dates(options: RotateOptions, sops: Sops, result: RotateResult, before: dict[str, FileStatus],
+                  identities: list[AgeIdentity], previous: list[AgeIdentity]) -> None:
+    """.credential-dates.yaml follows the rewritten files (same dates; new content hashes, new fingerprints for a new key)."""
+    written, warnings = record_rotation(sops, options.secret_pattern, before, identities, previous)
+    result.credential_dates_updated = written
+    result.warnings += warnings
+
+
+def _rotate_data_keys(options: RotateOptions, sops: Sops, files: list[str], result: RotateResult, check_mode: bool,
                       on_step: StepHook | None) -> RotateResult:
     identities = sops.keys.identities
     own = {i.recipient for i in identities}
@@ -168,7 +177,9 @@ def _rotate_data_keys(sops: Sops, files: list[str], result: RotateResult, check_
             on_step("data_keys", len(changes))
     if on_step:
         on_step("data_keys:write", len(changes))
+    before = {relpath: sops.status(relpath) for relpath in result.files}  # read before the writes (forgotten then)
     write_changes(sops, changes)
+    _follow_dates(options, sops, result, before, identities, [])
     return result
 
 
@@ -230,6 +241,7 @@ def _load_journal(options: RotateOptions) -> dict[str, Any] | None:
 def _rotate_age_key(options: RotateOptions, sops: Sops, files: list[str], rules: list[dict[str, Any]],
                     result: RotateResult, check_mode: bool, on_step: StepHook | None) -> RotateResult:
     root = options.root
+    before = {relpath: sops.status(relpath) for relpath in files}  # as this run found them, for the credential dates
     state = _load_journal(options)
     if state is None:
         warnings = result.warnings
@@ -313,6 +325,9 @@ def _rotate_age_key(options: RotateOptions, sops: Sops, files: list[str], rules:
     result.public_key_file_updated = public.warning is None
     if public.warning:
         result.warnings.append(public.warning)
+    # Before the old key leaves the key file: a rerun after a crash here still compares with it.
+    found = [i for i in sops.keys.identities if i.recipient not in old_recipients and i.recipient != new.recipient]
+    _follow_dates(options, sops, result, before, [new, *found], old)
     others = [i for i in in_file if i.recipient not in old_recipients and i.recipient != new.recipient]
     atomic_write(key_file, key_file_text(new, others), mode=0o600)
     remove_journal(options.journal)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import PUBLIC_KEY_FILE_NAME
+from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates import DATES_FILE
 
 MODES = ("age_key", "data_keys")
 # A file that holds the age private key itself (the Flux `sops-age` Secret, bootstrap/sops-age.sops.yaml in
@@ -47,6 +48,8 @@ class RotateResult:
     stale_key_files: list[str] = field(default_factory=list)
     # .age-public-key names (or, in check mode, would name) the new public key.
     public_key_file_updated: bool = False
+    # .credential-dates.yaml followed the rewritten files (same dates, new content hashes or fingerprints).
+    credential_dates_updated: bool = False
 
     def lines(self, check_mode: bool) -> list[str]:
         verb = "would be" if check_mode else "were"
@@ -65,6 +68,8 @@ class RotateResult:
                 lines.append(f"{PUBLIC_KEY_FILE_NAME} {'would name' if check_mode else 'names'} the new public key: commit it")
             if self.key_backup:
                 lines.append(f"old key kept in {self.key_backup} (mode 0600): store it safely, then delete it")
+        if self.credential_dates_updated:
+            lines.append(f"{DATES_FILE} follows the rotation (every date kept): commit it with the files")
         lines += [f"rotated: {f}" for f in self.files]
         lines += [f"skipped: {f}" for f in self.skipped]
         if self.mode == "age_key" and (self.files or self.stale_key_files):

@@ -75,7 +75,8 @@ def test_changing_one_value_rewrites_only_that_secret(make_repo):
     result = repo.playbook("configure", "--diff")
     after = repo.snapshot()
     changed = sorted(k for k in after if after[k] != before.get(k))
-    assert changed == ["cluster.yaml", APP]
+    # .credential-dates.yaml records that value's new date (a fingerprint and a day, no value)
+    assert changed == [".credential-dates.yaml", "cluster.yaml", APP]
     assert yaml.safe_load(repo.decrypt(APP))["stringData"]["CLOUDFLARE_TOKEN"] == "a-new-token-value"
     # --diff names the key that changed, never a value
     assert "stringData.CLOUDFLARE_TOKEN" in result.stdout

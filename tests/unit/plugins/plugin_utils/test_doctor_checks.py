@@ -59,6 +59,8 @@ def test_plaintext_and_old_data_keys(tmp_path):
     check_files(doctor_options, report, no_keys(tmp_path), ["old.sops.yaml", "plain.sops.yaml"], None, {"plain.sops.yaml"}, False)
     assert ("error", "encryption", "plain.sops.yaml") in found(report)
     assert ("warning", "rotation", "old.sops.yaml") in found(report)
+    [rotation] = [f for f in report.findings if f.check == "rotation"]
+    assert "not its credentials" in rotation.message  # the data key's age, not the values'
     lines = report.table()
     assert lines[0].startswith("doctor: 1 error(s), 1 warning(s)")
     assert lines[2].startswith("ERROR")
@@ -78,6 +80,13 @@ def test_an_encrypted_file_is_read_once_and_proven_to_decrypt(tmp_path):
     assert (ok.severity, ok.check) == ("ok", "secret file")
     assert ok.message.startswith("encrypted, for your key, matches its rule, decrypts, rotated 0 day(s) ago")
     assert ("ok", "sops config", ".sops.yaml") in found(report)
+    # what it decrypted is handed on (to the credential age check), not decrypted again
+    calls: list[str] = []
+    real = sops.decrypt
+    sops.decrypt = lambda relpath, content=None: calls.append(relpath) or real(relpath, content)  # type: ignore[method-assign]
+    plaintexts: dict[str, bytes] = {}
+    check_files(options(root), DoctorReport(), sops, [SECRET], rules, None, True, plaintexts=plaintexts)
+    assert calls == [SECRET] and plaintexts == {SECRET: b"token: hunter2-value\n"}
 
 
 def test_a_file_that_does_not_decrypt_is_an_error_without_its_content(tmp_path):
