@@ -7,6 +7,7 @@ repository stop the run before anything is written."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ import yaml
 
 from tests.conftest import ROOT, VENV_BIN, Repo, sops_binary
 from tests.integration.test_awx_job import inject
+from tests.integration.test_credential_age import backdate
 
 CLUSTERS = ("prod", "staging", "lab")
 SHARED_PASSWORD = "planted: same pa55word in prod and staging"
@@ -131,6 +133,22 @@ def test_a_fleet_in_one_run(make_repo, tmp_path):
     assert allowed.returncode == 0, allowed.stdout
     assert "secret values shared across clusters: 0" in allowed.stdout, allowed.stdout
     assert "are shared across clusters" not in allowed.stdout
+
+    # time passes (the committed dates say so): prod's values 200 days old, staging's 120, lab's new; one table for the
+    # fleet, oldest first, each row naming its cluster
+    backdate(repos["prod"], 200)
+    backdate(repos["staging"], 120)
+    aged = run(repos["prod"], inventory, "doctor", "-e", '{"doctor_fleet_reuse_ignore": ["tfstate_password"]}')
+    assert aged.returncode == 0, aged.stdout  # old credentials are warnings
+    lines = fleet_lines(aged.stdout)
+    start = next(i for i, line in enumerate(lines) if line.startswith("credentials to change, oldest first (policy: 90 days): "))
+    rows = [line.split() for line in lines[start + 2:]]
+    assert rows and [row[2] for row in rows] == sorted((row[2] for row in rows), key=["prod", "staging"].index)
+    assert {row[0] for row in rows if row[2] == "prod"} == {"200"} and {row[0] for row in rows if row[2] == "staging"} == {"120"}
+    assert ["200", str(datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=200)), "prod",
+            "infrastructure/secrets.sops.yaml", "tfstate_password"] in rows
+    assert int(lines[start].rsplit(" ", 1)[1]) == len(rows)
+    assert SHARED_PASSWORD not in aged.stdout
 
     # day two over the fleet: new data keys everywhere, then OpenTofu's tfvars example; a line per cluster each time
     rotated = run(repos["prod"], inventory, "rotate", "-e", "rotate_mode=data_keys")
