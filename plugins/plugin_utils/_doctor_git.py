@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,8 +118,17 @@ def glob_uncovered(root: Path, pattern: str) -> list[str] | None:
     return [sample] if not code_dirs else [p for p in probes[1:] if p not in ignored]
 
 
+def gitignore_patterns(root: Path, gitignore: Mapping[str, str]) -> dict[str, str]:
+    """What .gitignore must cover, for this repository: ``cluster.yaml`` stands for its cluster vars file, which is
+    ``cluster.toml`` in a repository of cluster-template's TOML era (no cluster.yaml, a cluster.toml)."""
+    patterns = dict(gitignore)
+    if "cluster.yaml" in patterns and not (root / "cluster.yaml").exists() and (root / "cluster.toml").is_file():
+        patterns.setdefault("cluster.toml", patterns.pop("cluster.yaml"))
+    return patterns
+
+
 def check_git(options: DoctorOptions, report: DoctorReport, tracked: set[str] | None) -> None:
-    for pattern, severity in options.gitignore.items():
+    for pattern, severity in gitignore_patterns(options.root, options.gitignore).items():
         if _is_glob(pattern):
             uncovered = glob_uncovered(options.root, pattern)
             if not uncovered:

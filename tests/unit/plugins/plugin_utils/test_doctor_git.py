@@ -47,3 +47,16 @@ def test_a_glob_with_a_slash_names_paths_and_tool_folders_are_not_searched(tmp_p
         (tmp_path / relpath).write_text("x = 1\n")
     assert glob_uncovered(tmp_path, "/infrastructure/*.tfvars") == ["infrastructure/prod.tfvars"]
     assert glob_uncovered(tmp_path, "*.tfvars") == ["infrastructure/prod.tfvars", "other/prod.tfvars"]
+
+
+def test_the_cluster_vars_file_of_the_toml_era_is_the_one_gitignore_must_cover(tmp_path):
+    """cluster-template's TOML era has cluster.toml and no cluster.yaml: its .gitignore covers cluster.toml."""
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_git import gitignore_patterns
+
+    asked = {"cluster.yaml": "error", "age.key": "error", "*.tfvars": "warning"}
+    assert gitignore_patterns(tmp_path, asked) == asked  # nothing there yet: cluster.yaml, as init writes it
+    (tmp_path / "cluster.toml").write_text("[cluster]\n")
+    assert gitignore_patterns(tmp_path, asked) == {"cluster.toml": "error", "age.key": "error", "*.tfvars": "warning"}
+    (tmp_path / "cluster.yaml").write_text("a: b\n")  # both: the YAML file is the one to keep out
+    assert gitignore_patterns(tmp_path, asked) == asked
+    assert gitignore_patterns(tmp_path, {"age.key": "warning"}) == {"age.key": "warning"}
