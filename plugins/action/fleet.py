@@ -41,13 +41,17 @@ class ActionModule(ClusterSecretsAction):
 
     def act(self, args: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         hosts = list(self.task_vars.get("ansible_play_hosts_all") or [])
-        members = [FleetMember(host, self._fact(host, args["repository_fact"]) or {}, self._fact(host, args["result_fact"]))
+        batch = set(self.task_vars.get("ansible_play_batch") or hosts)
+        members = [FleetMember(host, self._fact(host, args["repository_fact"]) or {}, self._fact(host, args["result_fact"]),
+                               in_batch=host in batch)
                    for host in hosts]
         lines = summary_lines(args["step"], members)
         result.update(changed=False, clusters=len(members), shared=[])
         if args["reuse"] != "off":
             report = find_shared_values(members, args["reuse_ignore"])
             lines += report.lines()
+            if self.check_mode and report.compared:
+                lines.append("  (check mode: compared as the repositories are now, not as the run would leave them)")
             result["shared"] = report.as_dicts()
             for note in report.same_key:
                 display.warning(f"{' and '.join(note)} use the same age key: give each environment its own")

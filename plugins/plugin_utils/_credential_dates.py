@@ -49,6 +49,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values imp
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import rule_recipients
 
 DATES_FILE = ".credential-dates.yaml"
+MAX_DATES_BYTES = 32 * 1024 * 1024
 PURPOSE = "credential dates"
 VERSION = 1
 DATES_MODE = 0o644
@@ -80,10 +81,15 @@ class FileRecord:
 class CredentialDates:
     key_id: str | None
     files: dict[str, FileRecord] = field(default_factory=dict)
+    # The public key of the identity the fingerprints are keyed from (public: it says whose key, not the key).
+    recipient: str | None = None
 
     def dump(self) -> bytes:
         """The file's text: sorted, one line per value, the same bytes for the same record."""
-        body: dict[str, Any] = {"version": VERSION, "key_id": self.key_id, "files": {}}
+        body: dict[str, Any] = {"version": VERSION, "key_id": self.key_id}
+        if self.recipient:
+            body["key_recipient"] = self.recipient
+        body["files"] = {}
         for path in sorted(self.files):
             record = self.files[path]
             values = {}
@@ -126,13 +132,39 @@ def lastmodified_day(value: str | None) -> datetime.date | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC).date()
 
 
-def dates_key(identities: Iterable[AgeIdentity], rules: Iterable[Mapping[str, Any]]) -> bytes | None:
-    """The key fingerprints are made with, from the repository's identity (the one its creation rules name)."""
+@dataclass(frozen=True)
+class DatesKey:
+    """The key a run makes fingerprints with (None: it has none), whose public key it is, and, when the record was
+    made with the key of another recipient of the rules that this run does not hold, that recipient."""
+
+    key: bytes | None = field(default=None, repr=False)
+    recipient: str | None = None
+    held_elsewhere: str | None = None
+
+
+def dates_key(identities: Iterable[AgeIdentity], rules: Iterable[Mapping[str, Any]],
+              recorded: CredentialDates | None = None) -> DatesKey:
+    """The key fingerprints are made with: of the identities held that the creation rules name, the one the record
+    was made with when held, else the first by public key (``_secret_values.repository_identity``).
+
+    With several recipients (a team, a CI key), whoever runs keeps the record's key when they hold it; a run that
+    holds only other recipients' keys while the record's recipient is still in the rules does not re-key the record
+    (``held_elsewhere``): re-keying on every change of person would rewrite the file each time."""
     recipients: set[str] = set()
     for rule in rules:
         recipients |= rule_recipients(rule)
-    identity = repository_identity(AgeKeys(identities=list(identities), looked=[]), recipients)
-    return identity_key(identity, PURPOSE) if identity is not None else None
+    held = sorted((i for i in identities if i.recipient in recipients), key=lambda i: i.recipient or "")
+    if not held:
+        return DatesKey()
+    if recorded is not None and recorded.key_id:
+        for identity in held:
+            key = identity_key(identity, PURPOSE)
+            if key_id(key) == recorded.key_id:
+                return DatesKey(key, identity.recipient)
+        if recorded.recipient and recorded.recipient in recipients:
+            return DatesKey(held_elsewhere=recorded.recipient)
+    chosen = repository_identity(AgeKeys(identities=held, looked=[]), recipients)
+    return DatesKey() if chosen is None else DatesKey(identity_key(chosen, PURPOSE), chosen.recipient)
 
 
 def content_digest(ciphertext: bytes) -> str:
@@ -160,8 +192,12 @@ def _date(value: Any, where: str) -> datetime.date:
 
 def parse_dates(text: bytes) -> CredentialDates:
     """The record in the file's text; ``DatesFileError`` names what is wrong."""
+    if len(text) > MAX_DATES_BYTES:
+        raise DatesFileError(f"{DATES_FILE}: larger than {MAX_DATES_BYTES // (1024 * 1024)} MiB: not a file configure wrote")
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise DatesFileError(f"{DATES_FILE}: nested too deeply: not a file configure wrote") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{DATES_FILE}:{mark.line + 1}" if mark is not None else DATES_FILE
@@ -173,7 +209,8 @@ def parse_dates(text: bytes) -> CredentialDates:
     files = data.get("files") or {}
     if not isinstance(files, dict):
         raise DatesFileError(f"{DATES_FILE}: 'files' is not a mapping")
-    record = CredentialDates(None if data.get("key_id") is None else str(data["key_id"]))
+    record = CredentialDates(None if data.get("key_id") is None else str(data["key_id"]),
+                             recipient=str(data["key_recipient"]) if data.get("key_recipient") else None)
     for path, item in files.items():
         if not isinstance(item, dict) or not isinstance(item.get("values") or {}, dict):
             raise DatesFileError(f"{DATES_FILE}: {path}: expected 'content' and a mapping 'values'")
@@ -250,13 +287,15 @@ def needs_plaintext(recorded: CredentialDates | None, key: bytes, relpath: str, 
 
 
 def update_dates(recorded: CredentialDates | None, key: bytes, readings: Mapping[str, Reading], today: datetime.date,
-                 previous_keys: Iterable[bytes] = ()) -> DatesUpdate:
-    """The new record for the secret files of ``readings`` (files not in it are gone). See the module docstring."""
+                 previous_keys: Iterable[bytes] = (), recipient: str | None = None) -> DatesUpdate:
+    """The new record for the secret files of ``readings`` (files not in it are gone). See the module docstring.
+
+    ``recipient`` is the public key of the identity ``key`` comes from, written beside its key id."""
     current = key_id(key)
     old_files = recorded.files if recorded is not None else {}
     compare = _comparison_key(recorded, key, previous_keys)
     same_key = recorded is not None and recorded.key_id == current
-    update = DatesUpdate(CredentialDates(current), uncomparable=bool(old_files) and compare is None)
+    update = DatesUpdate(CredentialDates(current, recipient=recipient), uncomparable=bool(old_files) and compare is None)
     for relpath in sorted(readings):
         reading, old = readings[relpath], old_files.get(relpath)
         digest = content_digest(reading.content)

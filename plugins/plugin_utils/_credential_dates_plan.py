@@ -92,10 +92,8 @@ def plan_credential_dates(sops: Sops, secret_pattern: str, rendered: Mapping[str
     root = sops.root
     result = DatesPlan()
     try:
-        key = dates_key(sops.keys.identities, sops.rules)
+        rules = sops.rules
     except SopsToolError:
-        return result
-    if key is None:
         return result
     try:
         recorded = load_dates(root)
@@ -104,6 +102,22 @@ def plan_credential_dates(sops: Sops, secret_pattern: str, rendered: Mapping[str
         result.warnings.append(message)
         result.lasting.append(message)
         return result
+    chosen = dates_key(sops.keys.identities, rules, recorded)
+    if chosen.held_elsewhere:
+        message = (f"credential dates: {DATES_FILE} is keyed from the age key of {chosen.held_elsewhere}, another "
+                   "recipient of .sops.yaml, which this run does not hold: its dates are left as recorded (a run "
+                   "with that key dates what changed since, from sops' last write of each file)")
+        result.warnings.append(message)
+        result.lasting.append(message)
+        return result
+    if chosen.key is None:
+        if any(True for _path in secret_files(root, secret_pattern)) or rendered:
+            message = (f"credential dates: none of the age keys found ({sops.keys.where()}) is named by the rules of "
+                       f".sops.yaml, so {DATES_FILE} is left as it is")
+            result.warnings.append(message)
+            result.lasting.append(message)
+        return result
+    key = chosen.key
     gone = set(removed)
     readings: dict[str, Reading] = {}
     for path, (item, new_plaintext) in rendered.items():
@@ -139,7 +153,7 @@ def plan_credential_dates(sops: Sops, secret_pattern: str, rendered: Mapping[str
             readings[path] = Reading(content)
         else:
             readings[path] = Reading(content, plaintext, lastmodified_day(status.lastmodified))
-    update = update_dates(recorded, key, readings, today)
+    update = update_dates(recorded, key, readings, today, recipient=chosen.recipient)
     if update.uncomparable:
         result.warnings.append(
             f"credential dates: {DATES_FILE} was recorded with another age key (key id {recorded.key_id if recorded else '-'}); "
@@ -178,11 +192,15 @@ def record_rotation(sops: Sops, secret_pattern: str, before: Mapping[str, FileSt
     if recorded is None or not sops.config_path.is_file():
         return False, []
     try:
-        key = dates_key(identities, parse_sops_config(sops.config_path.read_bytes()))
+        chosen = dates_key(identities, parse_sops_config(sops.config_path.read_bytes()), recorded)
     except (SopsToolError, OSError):
-        key = None
-    if key is None:
         return False, []
+    if chosen.held_elsewhere:
+        return False, [f"credential dates: {DATES_FILE} is keyed from the age key of {chosen.held_elsewhere}, which "
+                       "this run does not hold: left as it is (configure with that key brings it up to date)"]
+    if chosen.key is None:
+        return False, []
+    key = chosen.key
     warnings: list[str] = []
     readings: dict[str, Reading] = {}
     for path in secret_files(root, secret_pattern):
@@ -207,7 +225,8 @@ def record_rotation(sops: Sops, secret_pattern: str, before: Mapping[str, FileSt
                 readings[path] = Reading(content)
                 continue
             readings[path] = Reading(content, plaintext, lastmodified_day(old.lastmodified))
-    update = update_dates(recorded, key, readings, today or utc_today(), [identity_key(i, PURPOSE) for i in previous])
+    update = update_dates(recorded, key, readings, today or utc_today(), [identity_key(i, PURPOSE) for i in previous],
+                          recipient=chosen.recipient)
     try:
         return _write(sops, update.dates), warnings
     except OSError as exc:

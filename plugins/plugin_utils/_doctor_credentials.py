@@ -74,8 +74,13 @@ def check_credential_age(options: DoctorOptions, report: DoctorReport, sops: Sop
     now = options.now or datetime.datetime.now(datetime.UTC)
     today = (now if now.tzinfo else now.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC).date()
     recorded = _recorded(options, report, tracked, bool(files))
-    key = dates_key(sops.keys.identities, rules or [])
-    if recorded is not None and key is not None and recorded.key_id != key_id(key):
+    chosen = dates_key(sops.keys.identities, rules or [], recorded)
+    key = chosen.key
+    if recorded is not None and chosen.held_elsewhere:
+        report.add("info", CHECK, DATES_FILE, f"keyed from the age key of {chosen.held_elsewhere}, another recipient "
+                   "of .sops.yaml, which this run does not hold: changed values cannot be told apart, the recorded "
+                   "dates are used as they are", "run doctor with that key to check them")
+    elif recorded is not None and key is not None and recorded.key_id != key_id(key):
         report.add("info", CHECK, DATES_FILE, f"recorded with another age key (key id {recorded.key_id}, this one "
                    f"{key_id(key)}): changed values cannot be told apart, the recorded dates are used as they are",
                    "run configure with the repository's key: it keeps the dates and fingerprints the values anew")

@@ -45,6 +45,8 @@ class FleetMember:
     name: str
     repository: Mapping[str, Any] = field(default_factory=dict)
     result: Mapping[str, Any] | None = None
+    # False for a host of another batch of the play (``serial``): no result is not a failure then.
+    in_batch: bool = True
 
     @property
     def root(self) -> str:
@@ -99,7 +101,7 @@ class ReuseReport:
 def _status(member: FleetMember) -> str:
     result = member.result
     if result is None:
-        return "not run"
+        return "not run" if member.in_batch else "pending"
     if result.get("failed"):
         return "failed"
     if result.get("skipped"):
@@ -109,9 +111,10 @@ def _status(member: FleetMember) -> str:
     return "changed" if result.get("changed") else "ok"
 
 
-def _first_line(result: Mapping[str, Any] | None) -> str:
+def _first_line(member: FleetMember) -> str:
+    result = member.result
     if not result:
-        return "stopped before this step (see the errors above)"
+        return "stopped before this step (see the errors above)" if member.in_batch else "in another batch of the play"
     for key in ("msg", "summary", "lines", "skip_reason"):
         value = result.get(key)
         if isinstance(value, str) and value.strip():
@@ -124,12 +127,13 @@ def _first_line(result: Mapping[str, Any] | None) -> str:
 def summary_lines(step: str, members: Sequence[FleetMember]) -> list[str]:
     """One line per cluster, in inventory order: name, outcome, repository, what the step said."""
     width = max([len(m.name) for m in members] + [7])
+    root_width = max([len(m.root or "-") for m in members] + [1])
     counts: dict[str, int] = {}
     lines = []
     for member in members:
         status = _status(member)
         counts[status] = counts.get(status, 0) + 1
-        lines.append(f"{member.name:<{width}}  {status:<7}  {member.root or '-'}  {_first_line(member.result)}")
+        lines.append(f"{member.name:<{width}}  {status:<7}  {member.root or '-':<{root_width}}  {_first_line(member)}".rstrip())
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return [f"{step} on {len(members)} cluster(s): {tally}", *lines]
 

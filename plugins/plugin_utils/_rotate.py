@@ -35,6 +35,7 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._backup import bac
 from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import ChangeSet, FileChange
 from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates_plan import record_rotation
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, stale_temp_files
+from ansible_collections.cluster.secrets.plugins.plugin_utils._lock import repository_lock
 from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_files import (
     encrypted_files,
     re_encrypt,
@@ -198,10 +200,7 @@ def _start(options: RotateOptions, sops: Sops, files: list[str], rules: list[dic
     if key_file is None:
         raise RotateError("the age key comes from $SOPS_AGE_KEY, so the new key has nowhere to go; "
                           "set rotate_age_key_file to the key file to rotate")
-    try:
-        in_file = parse_identities(key_file.read_text(encoding="utf-8"), str(key_file))
-    except OSError as exc:
-        raise RotateError(f"{key_file}: cannot read the age key file ({exc.strerror})") from None
+    in_file = _read_key_file(key_file)
     old = [i for i in in_file if i.recipient in in_repo]
     if not old:
         raise RotateError(f"{key_file} holds no key this repository is encrypted for")
@@ -215,14 +214,32 @@ def _start(options: RotateOptions, sops: Sops, files: list[str], rules: list[dic
         new = generate_identity()  # the same generator as init: pyrage, else age-keygen
     except AgeKeyError as exc:
         raise RotateError(str(exc)) from None
-    backup = write_backup(backup_dir(options.root, options.backup_dir), key_file.name, key_file.read_bytes())
-    state.update(new_recipient=new.recipient, key_backup=str(backup))
-    # The new identity joins the key file before any file is encrypted for it; the old ones stay until the end.
-    atomic_write(key_file, key_file_text(new, in_file, note=f"previous key, kept until rotation finishes (backup: {backup})"),
-                 mode=0o600)
+    with _key_file_lock(options, key_file):  # read again under the lock: another cluster's rotation may share the file
+        in_file = _read_key_file(key_file)
+        backup = write_backup(backup_dir(options.root, options.backup_dir), key_file.name, key_file.read_bytes())
+        state.update(new_recipient=new.recipient, key_backup=str(backup))
+        # The new identity joins the key file before any file is encrypted for it; the old ones stay until the end.
+        atomic_write(key_file, key_file_text(new, in_file, note=f"previous key, kept until rotation finishes (backup: {backup})"),
+                     mode=0o600)
     save_journal(options.journal, state)
     result.new_recipient, result.key_backup = new.recipient, str(backup)
     return state, result
+
+
+def _read_key_file(key_file: Path) -> list[AgeIdentity]:
+    try:
+        return parse_identities(key_file.read_text(encoding="utf-8"), str(key_file))
+    except OSError as exc:
+        raise RotateError(f"{key_file}: cannot read the age key file ({exc.strerror})") from None
+
+
+def _key_file_lock(options: RotateOptions, key_file: Path) -> contextlib.AbstractContextManager[None]:
+    """One writer at a time for a key file several repositories share (``~/.config/sops/age/keys.txt``, a fleet's
+    rotation): the lock of its folder. A key file in the repository is already held by the repository's lock."""
+    folder = key_file.expanduser().resolve().parent
+    if folder == Path(options.root).resolve():
+        return contextlib.nullcontext()
+    return repository_lock(folder, f"rotate of {options.root} (its age key file {key_file.name})", environ=options.environ)
 
 
 def _public_key_file_follows(root: Path, recipients: Iterable[str]) -> bool:
@@ -328,8 +345,10 @@ def _rotate_age_key(options: RotateOptions, sops: Sops, files: list[str], rules:
     # Before the old key leaves the key file: a rerun after a crash here still compares with it.
     found = [i for i in sops.keys.identities if i.recipient not in old_recipients and i.recipient != new.recipient]
     _follow_dates(options, sops, result, before, [new, *found], old)
-    others = [i for i in in_file if i.recipient not in old_recipients and i.recipient != new.recipient]
-    atomic_write(key_file, key_file_text(new, others), mode=0o600)
+    with _key_file_lock(options, key_file):  # the file as it is now: another rotation may have added its own key
+        current = _read_key_file(key_file)
+        others = [i for i in current if i.recipient not in old_recipients and i.recipient != new.recipient]
+        atomic_write(key_file, key_file_text(new, others), mode=0o600)
     remove_journal(options.journal)
     result.files = sorted(set(state["done"]["remove"]))
     result.skipped = sorted(set(result.skipped))

@@ -30,7 +30,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_plan impor
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import sops_format
 
 ENCRYPTED_MARK = "ENC[AES256_GCM,"
-_UNREADABLE = (ValueError, UnicodeDecodeError, yaml.YAMLError, configparser.Error)
+_UNREADABLE = (ValueError, UnicodeDecodeError, RecursionError, yaml.YAMLError, configparser.Error)
 WHOLE_FILE = "(file content)"
 
 

@@ -127,6 +127,9 @@ def test_a_fleet_in_one_run(make_repo, tmp_path):
     assert doctor.returncode != 0, doctor.stdout
     assert "1 secret value(s) are shared across clusters" in doctor.stdout
     assert "prod infrastructure/secrets.sops.yaml tfstate_password = staging" in doctor.stdout
+    # only the clusters that share it fail: lab shares nothing
+    assert re.search(r"(?m)^lab\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", doctor.stdout), doctor.stdout
+    assert re.search(r"(?m)^prod\s+: .*failed=1", doctor.stdout) and re.search(r"(?m)^staging\s+: .*failed=1", doctor.stdout)
     assert SHARED_PASSWORD not in doctor.stdout
     # allowed by pattern: the fleet is healthy again
     allowed = run(repos["prod"], inventory, "doctor", "-e", '{"doctor_fleet_reuse_ignore": ["tfstate_password"]}')
@@ -220,3 +223,36 @@ def test_the_same_inventory_runs_from_awx_with_one_credential_per_environment(ma
         assert f"{name} password" in Repo(root, repo.home).decrypt("infrastructure/secrets.sops.yaml", keys[name])
         assert not (root / "age.key").exists() and not (root / "cluster.yaml").exists()
         assert f"{name} password" not in result.stdout
+
+
+def test_a_fleet_rotates_age_keys_kept_in_one_shared_key_file(make_repo, tmp_path):
+    """prod and staging each have their own key, both kept in one file (like ~/.config/sops/age/keys.txt): rotated in
+    parallel, the file ends with exactly the two new keys, and each repository decrypts with it."""
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._age import parse_identities
+    from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import default_sops_config
+
+    shared = tmp_path / "keys.txt"
+    repos = {name: make_repo(name) for name in ("prod", "staging")}
+    old = []
+    for name, repo in repos.items():
+        own_values(repo, name, f"{name} password")
+        old += parse_identities(repo.key_file.read_text(), name)
+        # as init leaves it: the repository's rules name its own key (not the first key of the shared file)
+        (repo.root / ".sops.yaml").write_text(default_sops_config([str(old[-1].recipient)]))
+        with shared.open("a") as keys:
+            keys.write(repo.key_file.read_text())
+        repo.key_file.unlink()
+    shared.chmod(0o600)
+    inventory = fleet_inventory(tmp_path, {
+        name: f"      cluster_root: {repo.root}\n      cluster_age_key_file: {shared}\n" for name, repo in repos.items()})
+    configured = run(repos["prod"], inventory, "configure")
+    assert configured.returncode == 0, configured.stdout
+    rotated = run(repos["prod"], inventory, "rotate", "--forks", "2")
+    assert rotated.returncode == 0, rotated.stdout
+    assert fleet_lines(rotated.stdout)[0] == "rotate (age_key) on 2 cluster(s): 2 changed"
+    now = parse_identities(shared.read_text(), "shared")
+    assert len(now) == 2 and not {i.recipient for i in now} & {i.recipient for i in old}
+    for name, repo in repos.items():
+        text = (repo.root / "infrastructure/secrets.sops.yaml").read_text()
+        assert f"{name} password" in repo.decrypt("infrastructure/secrets.sops.yaml", shared)
+        assert sum(i.recipient in text for i in now) == 1  # its own new key only

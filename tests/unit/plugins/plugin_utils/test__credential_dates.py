@@ -368,3 +368,44 @@ def test_an_age_key_rotation_fingerprints_with_the_new_key_and_keeps_the_dates(r
     planned = plan(options(repo, today=later(1)))
     assert DATES_FILE not in planned.summary()["updated"]
     assert not any("another age key" in w for w in planned.warnings)
+
+
+def test_with_several_recipients_the_record_keeps_its_key_whoever_runs(repo, tmp_path):
+    """A team (or a CI key) beside the owner's: who runs configure must not re-key the record, or it would be rewritten
+    on every change of person, and a value changed in between would go unnoticed."""
+    owner = tmp_path / "owner.key"
+    (repo / "age.key").rename(owner)
+    other = tmp_path / "ci.key"
+    recipients = [owner.read_text().split("public key: ")[1].split()[0], generate_key_file(other)]
+    (repo / ".sops.yaml").write_text(default_sops_config(recipients))
+    both = tmp_path / "both.key"
+    both.write_text(owner.read_text() + other.read_text())
+    apply(plan(options(repo, age_key_file=str(owner), cache=False)))
+    recorded = load_dates(repo)
+    assert recorded is not None and recorded.recipient == recipients[0]
+    written = (repo / DATES_FILE).read_bytes()
+    assert f"key_recipient: {recipients[0]}".encode() in written
+    # the CI key alone: the record is the owner's key's, still in the rules: left as it is, and said
+    ci = plan(options(repo, age_key_file=str(other), cache=False, today=later(1)))
+    assert DATES_FILE not in ci.summary()["updated"]
+    assert any(f"keyed from the age key of {recipients[0]}" in warning for warning in ci.warnings)
+    apply(ci)
+    assert (repo / DATES_FILE).read_bytes() == written
+    # both keys, in either order: the record's key is held, nothing to rewrite and nothing to say
+    for key_file in (both, owner):
+        again = plan(options(repo, age_key_file=str(key_file), cache=False, today=later(2)))
+        assert DATES_FILE not in again.summary()["updated"]
+        assert not any(DATES_FILE in warning for warning in again.warnings)
+    # the owner's key leaves the rules (a rotation by hand): the CI key takes the record over, dates kept
+    (repo / ".sops.yaml").write_text(default_sops_config(recipients[1:]))
+    taken = plan(options(repo, age_key_file=str(other), cache=False, today=later(3)))
+    apply(taken)
+    after = load_dates(repo)
+    assert after is not None and after.recipient == recipients[1]
+    assert {p: dates_of(after, p) for p in after.files} == {p: dates_of(recorded, p) for p in recorded.files}
+
+
+def test_a_deeply_nested_dates_file_is_unreadable_not_a_crash(tmp_path):
+    (tmp_path / DATES_FILE).write_text("[" * 20000)
+    with pytest.raises(DatesFileError, match="nested too deeply"):
+        load_dates(tmp_path)

@@ -94,6 +94,15 @@ def test_summary_one_line_per_cluster_in_inventory_order():
     assert lines[4].endswith("stopped before this step (see the errors above)")
 
 
+def test_with_serial_a_host_of_a_later_batch_is_pending_not_failed():
+    members = [FleetMember("prod", {"root": "/srv/prod"}, {"changed": False, "msg": "nothing to do"}),
+               FleetMember("lab", {}, None, in_batch=False)]
+    lines = summary_lines("configure", members)
+    assert lines[0] == "configure on 2 cluster(s): 1 ok, 1 pending"
+    assert lines[2].split()[:2] == ["lab", "pending"] and lines[2].endswith("in another batch of the play")
+    assert lines[1] == "prod     ok       /srv/prod  nothing to do"
+
+
 def test_credential_table_oldest_first_across_clusters():
     members = [
         FleetMember("prod", {"root": "/p"}, {"credentials": [

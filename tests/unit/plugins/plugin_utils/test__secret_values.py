@@ -85,3 +85,9 @@ def test_fingerprints_are_keyed():
     assert fleet == combined_key([k_prod, k_staging], "fleet") != combined_key([k_prod], "fleet")
     assert len(key_id(k_prod)) == 16 and key_id(k_prod) != key_id(k_staging)
     assert "hunter2" not in fingerprint(k_prod, "hunter2")
+
+
+def test_a_file_nested_too_deeply_is_one_value_not_a_crash():
+    deep = b"[" * 5000 + b"]" * 5000
+    assert secret_values(b"{}", deep, "x.sops.json") == {WHOLE_FILE: deep.decode()}
+    assert secret_values(b"[" * 5000, b'{"a": "b"}', "x.sops.json") == {"a": "b"}  # an unreadable ciphertext
