@@ -38,15 +38,15 @@ from typing import Any
 
 import yaml
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeIdentity, AgeKeys
+from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeIdentity
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values import (
     fingerprint,
     identity_key,
     key_id,
-    repository_identity,
+    repository_identities,
     secret_values,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import rule_recipients
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import rules_recipients
 
 DATES_FILE = ".credential-dates.yaml"
 MAX_DATES_BYTES = 32 * 1024 * 1024
@@ -150,10 +150,8 @@ def dates_key(identities: Iterable[AgeIdentity], rules: Iterable[Mapping[str, An
     With several recipients (a team, a CI key), whoever runs keeps the record's key when they hold it; a run that
     holds only other recipients' keys while the record's recipient is still in the rules does not re-key the record
     (``held_elsewhere``): re-keying on every change of person would rewrite the file each time."""
-    recipients: set[str] = set()
-    for rule in rules:
-        recipients |= rule_recipients(rule)
-    held = sorted((i for i in identities if i.recipient in recipients), key=lambda i: i.recipient or "")
+    recipients = rules_recipients(rules)
+    held = repository_identities(identities, recipients)  # held[0] is the repository_identity
     if not held:
         return DatesKey()
     if recorded is not None and recorded.key_id:
@@ -163,8 +161,7 @@ def dates_key(identities: Iterable[AgeIdentity], rules: Iterable[Mapping[str, An
                 return DatesKey(key, identity.recipient)
         if recorded.recipient and recorded.recipient in recipients:
             return DatesKey(held_elsewhere=recorded.recipient)
-    chosen = repository_identity(AgeKeys(identities=held, looked=[]), recipients)
-    return DatesKey() if chosen is None else DatesKey(identity_key(chosen, PURPOSE), chosen.recipient)
+    return DatesKey(identity_key(held[0], PURPOSE), held[0].recipient)
 
 
 def content_digest(ciphertext: bytes) -> str:

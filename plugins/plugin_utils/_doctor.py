@@ -42,7 +42,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._doctor_git import
     check_tracked_contents,
     git_tracked,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, rule_recipients
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, rules_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._tree import secret_files
 
 SEVERITIES = ("error", "warning", "info", "ok")
@@ -130,7 +130,7 @@ def diagnose(options: DoctorOptions) -> DoctorReport:
     plaintexts.clear()
     check_git(options, report, tracked)
     holding_key = check_tracked_contents(options, report, tracked)
-    in_use = set(sops.keys.recipients) | (set().union(*(rule_recipients(r) for r in rules)) if rules else set())
+    in_use = set(sops.keys.recipients) | rules_recipients(rules)
     check_git_history(options, report, tracked, holding_key, in_use)
     check_stale_temps(options, report, tracked)
     check_cluster_vars_modes(options, report)

@@ -40,6 +40,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import
     SopsToolError,
     rule_for,
     rule_recipients,
+    rules_recipients,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._tree import stale_temps, temp_target
 
@@ -96,7 +97,7 @@ def check_sops_config(report: DoctorReport, sops: Sops, has_secrets: bool) -> li
         report.add("error", "sops config", SOPS_CONFIG_NAME, f"cannot read it ({exc.strerror})", "check its permissions")
         return None
     own = set(sops.keys.recipients)
-    in_rules = set().union(*(rule_recipients(r) for r in rules)) if rules else set()
+    in_rules = rules_recipients(rules)
     if own and not own & in_rules:
         report.add("error", "sops config", SOPS_CONFIG_NAME,
                    f"your public key ({', '.join(sorted(own))}) is in no creation rule: the key does not match {SOPS_CONFIG_NAME}",
@@ -136,7 +137,7 @@ def check_public_key_file(report: DoctorReport, sops: Sops, rules: list[dict[str
         in_use = f"{primary.recipient} ({primary.source})" if primary and primary.recipient else ", ".join(own)
         report.add("error", "public key", name, f"{name} names {recipient}, but the age key in use is {in_use}",
                    f"use the key the repository was set up with, or write {own[0]} to {name} if it is the repository's key")
-    listed = set().union(*(rule_recipients(r) for r in rules)) if rules else set()
+    listed = rules_recipients(rules)
     if rules is not None and recipient not in listed:
         problems += 1
         report.add("warning", "public key", name, f"{name} names {recipient}, which no creation rule of {SOPS_CONFIG_NAME} lists: "

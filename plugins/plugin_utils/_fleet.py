@@ -32,7 +32,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values imp
     secret_values,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, SopsToolError, rule_recipients
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, SopsToolError, rules_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._tree import secret_files
 
 KEY_PURPOSE = "fleet reuse"
@@ -193,7 +193,7 @@ def find_shared_values(members: Sequence[FleetMember], ignore: Sequence[str] = (
             report.notes.append(f"{member.name}: not compared: {exc}")
             continue
         report.notes += notes
-        identity = repository_identity(sops.keys, set().union(*(rule_recipients(r) for r in rules)) if rules else set())
+        identity = repository_identity(sops.keys, rules_recipients(rules))
         if identity is None:
             report.notes.append(f"{member.name}: not compared: no age key found for the recipients of its .sops.yaml")
             continue

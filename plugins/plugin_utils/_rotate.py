@@ -79,7 +79,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._rotate_result imp
     StepHook,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import FileStatus, Sops
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, SOPS_CONFIG_NAME, SopsToolError, rule_recipients
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, SOPS_CONFIG_NAME, SopsToolError, rules_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_recipients import edit_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._yaml_edit import YamlEditError
 
@@ -189,7 +189,7 @@ def _start(options: RotateOptions, sops: Sops, files: list[str], rules: list[dic
            check_mode: bool) -> tuple[dict[str, Any], RotateResult]:
     """Pick the key file and the old identities; back the key file up and add a new identity to it."""
     keys = sops.keys
-    in_repo = set().union(*(rule_recipients(r) for r in rules)) if rules else set()
+    in_repo = rules_recipients(rules)
     for relpath in files:
         in_repo |= sops.status(relpath).recipients
     ours = [i for i in keys.identities if i.recipient in in_repo]

@@ -82,12 +82,17 @@ def secret_values(ciphertext: bytes, plaintext: bytes, relpath: str) -> dict[str
 # ---------------------------------------------------------------------------- keys and fingerprints
 
 
+def repository_identities(identities: Iterable[AgeIdentity], recipients: Iterable[str]) -> list[AgeIdentity]:
+    """Of the identities found, those the creation rules name (``recipients``), by public key."""
+    wanted = set(recipients)
+    return sorted((i for i in identities if i.recipient in wanted), key=lambda i: i.recipient or "")
+
+
 def repository_identity(keys: AgeKeys, recipients: Iterable[str]) -> AgeIdentity | None:
     """The identity of a repository: of the identities found, the first (by public key) its creation rules name.
 
     Stable wherever the run happens (a workstation's extra keys, an AWX job's single one)."""
-    wanted = set(recipients)
-    matching = sorted((i for i in keys.identities if i.recipient in wanted), key=lambda i: i.recipient or "")
+    matching = repository_identities(keys.identities, recipients)
     return matching[0] if matching else None
 
 

@@ -127,6 +127,11 @@ def rule_recipients(rule: Mapping[str, Any]) -> set[str]:
     return recipients
 
 
+def rules_recipients(rules: Iterable[Mapping[str, Any]] | None) -> set[str]:
+    """Every age recipient the creation rules name."""
+    return set().union(*(rule_recipients(rule) for rule in rules or []))
+
+
 def rule_fingerprint(rule: Mapping[str, Any] | None) -> str:
     """What of a creation rule shapes the ciphertext: recipients and the encryption selectors."""
     if rule is None:
