@@ -45,9 +45,8 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._credential_dates 
     utc_today,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import stale_temp_files
-from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values import identity_key
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import FileStatus, Sops
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import FileStatus, Sops, decrypt_each
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SopsToolError, parse_sops_config, sops_format
 from ansible_collections.cluster.secrets.plugins.plugin_utils._tree import secret_files
 
@@ -125,7 +124,7 @@ def plan_credential_dates(sops: Sops, secret_pattern: str, rendered: Mapping[str
         if reading is not None:
             readings[path] = reading
     own = set(sops.keys.recipients)
-    to_decrypt: list[tuple[str, FileStatus]] = []
+    to_decrypt: list[str] = []
     for path in secret_files(root, secret_pattern):
         if path in readings or path in gone or path in rendered or not _regular(root / path):
             continue
@@ -133,18 +132,12 @@ def plan_credential_dates(sops: Sops, secret_pattern: str, rendered: Mapping[str
         if status.content is None:
             continue
         if status.encrypted and own & status.recipients and needs_plaintext(recorded, key, path, status.content):
-            to_decrypt.append((path, status))
+            to_decrypt.append(path)
         else:  # unchanged since recorded, or not readable here: the record stays as it is
             readings[path] = Reading(status.content)
 
-    def decrypt(entry: tuple[str, FileStatus]) -> tuple[str, FileStatus, bytes | SopsToolError]:
-        path, status = entry
-        try:
-            return path, status, sops.decrypt(path, status.content)
-        except SopsToolError as exc:
-            return path, status, exc
-
-    for path, status, plaintext in parallel_map(decrypt, to_decrypt):
+    for path, plaintext in decrypt_each(sops, to_decrypt):
+        status = sops.status(path)  # read once per run: the bytes just decrypted
         content = status.content or b""
         if isinstance(plaintext, SopsToolError):
             message = f"credential dates: {plaintext}; its dates stay as recorded"

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
 from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values import (
     combined_key,
     fingerprint,
@@ -31,7 +30,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values imp
     repository_identity,
     secret_values,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, decrypt_each
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import SECRET_FILE_PATTERN, SopsToolError, rules_recipients
 from ansible_collections.cluster.secrets.plugins.plugin_utils._tree import secret_files
 
@@ -161,19 +160,12 @@ def _cluster_values(member: FleetMember, environ: Mapping[str, str] | None) -> t
         elif status.encrypted:
             notes.append(f"{member.name}: {relpath} not compared: none of the age keys found decrypts it")
 
-    def read(relpath: str) -> tuple[str, dict[str, str] | str]:
-        try:
-            plaintext = sops.decrypt(relpath)
-        except SopsToolError as exc:
-            return relpath, str(exc)
-        return relpath, secret_values(sops.status(relpath).content or b"", plaintext, relpath)
-
     values = []
-    for relpath, found in parallel_map(read, readable):
-        if isinstance(found, str):
-            notes.append(f"{member.name}: {relpath} not compared: {found}")
+    for relpath, plaintext in decrypt_each(sops, readable):
+        if isinstance(plaintext, SopsToolError):
+            notes.append(f"{member.name}: {relpath} not compared: {plaintext}")
         else:
-            values.append((relpath, found))
+            values.append((relpath, secret_values(sops.status(relpath).content or b"", plaintext, relpath)))
     return sops, values, notes
 
 

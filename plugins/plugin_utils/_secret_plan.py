@@ -31,7 +31,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._changes import Fi
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import atomic_write, private_dir
 from ansible_collections.cluster.secrets.plugins.plugin_utils._guard import flatten_document
 from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, SopsToolError
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops import Sops, SopsToolError, decrypt_each
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import (
     SOPS_CONFIG_NAME,
     damaged_secret_file,
@@ -216,13 +216,7 @@ def plan_secret_files(sops: Sops, desired: Mapping[str, bytes], cache: Plaintext
             planned[path] = FileChange(path, True, "pending")
     _raise(problems, error)
 
-    def decrypt(path: str) -> tuple[str, bytes | SopsToolError]:
-        try:
-            return path, sops.decrypt(path)
-        except SopsToolError as exc:
-            return path, exc
-
-    for path, plaintext in parallel_map(decrypt, to_decrypt):
+    for path, plaintext in decrypt_each(sops, to_decrypt):
         if isinstance(plaintext, SopsToolError):
             problems.append(str(plaintext))
             continue

@@ -31,6 +31,7 @@ from typing import Any
 
 from ansible_collections.cluster.secrets.plugins.plugin_utils._age import AgeIdentity, AgeKeyError, AgeKeys, find_age_keys
 from ansible_collections.cluster.secrets.plugins.plugin_utils._fileio import private_tempfile
+from ansible_collections.cluster.secrets.plugins.plugin_utils._parallel import parallel_map
 from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import (
     SOPS_CONFIG_NAME,
     SopsToolError,
@@ -295,6 +296,19 @@ class Sops:
         except SopsToolError:
             return False
         return True
+
+
+def decrypt_each(sops: Sops, paths: list[str]) -> list[tuple[str, bytes | SopsToolError]]:
+    """Each file's plaintext, a few sops processes at a time, in order; a file sops cannot decrypt gives its error
+    in place of its plaintext and the others go on."""
+
+    def decrypt(path: str) -> tuple[str, bytes | SopsToolError]:
+        try:
+            return path, sops.decrypt(path)
+        except SopsToolError as exc:
+            return path, exc
+
+    return parallel_map(decrypt, paths)
 
 
 _RUNNERS: dict[str, Any] = {}
