@@ -46,7 +46,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._secret_values imp
     repository_identities,
     secret_values,
 )
-from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import rules_recipients
+from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import rules_recipients, sops_time
 
 DATES_FILE = ".credential-dates.yaml"
 MAX_DATES_BYTES = 32 * 1024 * 1024
@@ -123,13 +123,8 @@ def utc_today() -> datetime.date:
 
 def lastmodified_day(value: str | None) -> datetime.date | None:
     """The UTC day of a ``sops.lastmodified`` time, None when there is none to read."""
-    if not value:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC).date()
+    moment = sops_time(value)
+    return None if moment is None else moment.date()
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from ansible_collections.cluster.secrets.plugins.plugin_utils._sops_files import
     rule_for,
     rule_recipients,
     rules_recipients,
+    sops_time,
 )
 from ansible_collections.cluster.secrets.plugins.plugin_utils._tree import stale_temps, temp_target
 
@@ -50,16 +51,6 @@ if TYPE_CHECKING:  # the report types live in _doctor, which runs these checks
 TOOL_TIMEOUT = 30
 # Cluster vars: they hold every secret in plaintext, so nobody but the owner may read them.
 CLUSTER_VARS_NAMES = ("cluster.yaml", "nodes.yaml", "cluster.toml")
-
-
-def _parse_time(value: Any) -> datetime.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def check_age_key(options: DoctorOptions, report: DoctorReport, has_secrets: bool) -> Sops:
@@ -201,7 +192,7 @@ def check_files(options: DoctorOptions, report: DoctorReport, sops: Sops, files:
                 problems += 1
                 report.add("error", "decrypt", relpath, str(exc).split(": ", 1)[-1],
                            "restore the file from git, or check that it was not edited without sops")
-        modified = _parse_time(status.lastmodified)
+        modified = sops_time(status.lastmodified)
         if modified is not None and (now - modified).days > options.max_age_days:
             problems += 1
             report.add("warning", "rotation", relpath,

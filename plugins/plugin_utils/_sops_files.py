@@ -10,6 +10,7 @@ changes at any time. Do not use it from other collections or roles.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -125,6 +126,17 @@ def rule_recipients(rule: Mapping[str, Any]) -> set[str]:
         if isinstance(group, dict):
             recipients |= _split_recipients(group.get("age"))
     return recipients
+
+
+def sops_time(value: Any) -> datetime.datetime | None:
+    """A sops metadata time (``lastmodified``) in UTC, None when there is none to read."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
 
 
 def rules_recipients(rules: Iterable[Mapping[str, Any]] | None) -> set[str]:
