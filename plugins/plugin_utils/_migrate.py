@@ -283,7 +283,7 @@ def verify_configure(plan_: MigrationPlan, options: ConfigureOptions) -> str | N
         if options.nodes_file is None or options.nodes_file == temp:
             options.nodes_file = plan_.cluster_file.parent / "nodes.yaml"
         try:
-            planned = plan(options, plan_.sops)
+            planned = plan(options, plan_.sops, credential_dates=False)  # only what would change; no bookkeeping
         except (ConfigureError, ClusterVarsError, RenderError, AgeKeyError, SopsToolError) as exc:
             return str(exc).replace(str(temp), plan_.cluster_file.name).replace(temp.name, plan_.cluster_file.name)
         except Exception as exc:  # any other failure only means the check could not run
